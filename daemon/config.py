@@ -1,0 +1,117 @@
+"""The daemon's configuration: one frozen object, built once at start, passed explicitly.
+
+Sources, later winning: built-in defaults, the TOML ``--config`` file, the
+environment (``PODMAN_RPC_SOCKET``, ``PODMAN_SOCKET_PATH``), then command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from protocol.registry import Lane
+
+
+def default_runtime_dir() -> Path:
+    """``/run/podman-rpc`` as root, ``$XDG_RUNTIME_DIR/podman-rpc`` otherwise."""
+    if os.geteuid() == 0:
+        return Path("/run/podman-rpc")
+    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/podman-rpc-{os.geteuid()}"
+    return Path(base) / "podman-rpc"
+
+
+@dataclass(frozen=True, slots=True)
+class LaneConfig:
+    """How many calls of a lane run at once, and how many may wait."""
+
+    cap: int
+    queue: int
+    max_deadline: float
+
+
+DEFAULT_LANES: dict[str, LaneConfig] = {
+    Lane.LOCAL.value: LaneConfig(cap=0, queue=0, max_deadline=30.0),
+    Lane.QUERY.value: LaneConfig(cap=16, queue=256, max_deadline=300.0),
+    Lane.RUN.value: LaneConfig(cap=8, queue=256, max_deadline=3600.0),
+    Lane.WAIT.value: LaneConfig(cap=16, queue=256, max_deadline=3600.0),
+    Lane.BUILD.value: LaneConfig(cap=1, queue=16, max_deadline=3600.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every setting of one daemon run. Frozen: nothing changes it after start."""
+
+    socket_path: Path = field(default_factory=lambda: default_runtime_dir() / "podman-rpc.sock")
+    podman_socket: Path = Path("/run/podman/podman.sock")
+    runtime_dir: Path = field(default_factory=default_runtime_dir)
+    embedded_podman: bool = True
+    log_level: str = "info"
+    log_params: bool = False
+    socket_mode: int = 0o660
+
+    # framing and hostile input
+    max_line_bytes: int = 1 << 20
+    max_json_depth: int = 64
+    max_batch: int = 100
+    max_params_bytes: int = 256 << 10
+    max_in_flight_per_connection: int = 64
+    max_connections: int = 1024
+    max_connections_per_uid: int = 256
+    partial_line_timeout: float = 30.0
+    write_timeout: float = 30.0
+    write_buffer_high: int = 4 << 20
+
+    # deadlines and lanes
+    lanes: Mapping[str, LaneConfig] = field(default_factory=lambda: dict(DEFAULT_LANES))
+    run_allowance: float = 10.0
+    podman_kill_margin: float = 2.0
+    podman_call_timeout: float = 300.0
+    output_cap_bytes: int = 1 << 20
+
+    # lifecycle
+    drain_grace: float = 30.0
+    idle_timeout: float | None = None
+    reap_interval: float = 5.0
+
+    def lane(self, lane: Lane | str) -> LaneConfig:
+        return self.lanes[lane.value if isinstance(lane, Lane) else lane]
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in {"socket_path", "podman_socket", "runtime_dir"}:
+        return Path(value)
+    if name == "lanes":
+        merged = dict(DEFAULT_LANES)
+        for lane_name, settings in value.items():
+            if lane_name not in merged:
+                raise ValueError(f"unknown lane {lane_name!r}")
+            merged[lane_name] = dataclasses.replace(merged[lane_name], **settings)
+        return merged
+    if name == "socket_mode" and isinstance(value, str):
+        return int(value, 8)
+    return value
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                overrides: Mapping[str, Any] | None = None,
+                environ: Mapping[str, str] = os.environ) -> Config:
+    """Build the one Config of this run from file, environment and flag overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        with open(path, "rb") as fh:
+            values.update(tomllib.load(fh).get("daemon", {}))
+    if "PODMAN_RPC_SOCKET" in environ:
+        values["socket_path"] = environ["PODMAN_RPC_SOCKET"]
+    if "PODMAN_SOCKET_PATH" in environ:
+        values["podman_socket"] = environ["PODMAN_SOCKET_PATH"]
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
+    return Config(**{k: _coerce(k, v) for k, v in values.items()})

@@ -1,0 +1,112 @@
+"""Shared daemon state and the per-call context handed to every handler."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from daemon.config import Config
+from daemon.lanes import Lane as LaneSlots
+from daemon.podman_pool import PodmanPool
+from protocol.envelope import PROTOCOL_VERSION
+from protocol.errors import Overloaded, RpcError, ShuttingDown
+from protocol.registry import Lane, MethodSpec
+
+if TYPE_CHECKING:
+    from daemon.transport import Connection
+
+DAEMON_VERSION = "0.1.0"
+
+
+@dataclass
+class Counters:
+    """Requests served and failed by method, and containers reaped."""
+
+    served: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    failed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    reaped: int = 0
+
+
+class DaemonState:
+    """What every handler may read: config, the Podman pool, lanes and counters."""
+
+    def __init__(self, config: Config, pool: PodmanPool) -> None:
+        self.config = config
+        self.pool = pool
+        self.instance_id = uuid.uuid4().hex[:16]
+        self.started_monotonic = time.monotonic()
+        self.lanes = {lane.value: LaneSlots(lane.value, config.lane(lane)) for lane in Lane}
+        self.counters = Counters()
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self.podman_version: str | None = None
+        self.active_containers: set[str] = set()
+        self.background: set[asyncio.Task[Any]] = set()
+        self.on_activity: Callable[[], None] = lambda: None
+        self.access_check: Callable[[Any], RpcError | None] = lambda peer: None
+
+    def admit(self, connection: Connection) -> RpcError | None:
+        """Why a new connection must be refused, or None to accept it."""
+        if self.draining:
+            return ShuttingDown()
+        if len(self.connections) >= self.config.max_connections:
+            return Overloaded("Too many connections", {"limit": self.config.max_connections,
+                                                        "retry_after_ms": 1000})
+        peer = connection.peer
+        if peer is not None:
+            same_uid = sum(1 for c in self.connections if c.peer and c.peer.uid == peer.uid)
+            if same_uid >= self.config.max_connections_per_uid:
+                return Overloaded("Too many connections for this uid",
+                                  {"limit": self.config.max_connections_per_uid,
+                                   "retry_after_ms": 1000})
+        return self.access_check(peer)
+
+    def in_flight(self) -> int:
+        return sum(c.in_flight_count for c in self.connections)
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run cleanup work that must finish even if its request is cancelled."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return task
+
+
+@dataclass(slots=True)
+class CallContext:
+    """One request as its handler sees it."""
+
+    state: DaemonState
+    spec: MethodSpec
+    request_id: Any
+    deadline: float  # loop.time() by which the call must end
+    seconds: float  # the deadline's length, for messages
+    connection: Connection | None = None
+    want_progress: bool = False
+    cancel_reason: str | None = None
+    partial: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pool(self) -> PodmanPool:
+        return self.state.pool
+
+    @property
+    def config(self) -> Config:
+        return self.state.config
+
+    def remaining(self) -> float:
+        return self.deadline - asyncio.get_running_loop().time()
+
+    def progress(self, stream: str, line: Any) -> None:
+        """Send a ``$/progress`` notification, if the caller asked for them."""
+        if self.want_progress and self.connection is not None:
+            self.connection.send({"jsonrpc": "2.0", "method": "$/progress",
+                                  "params": {"id": self.request_id, "stream": stream,
+                                             "line": line}})
+
+
+__all__ = ["CallContext", "DaemonState", "DAEMON_VERSION", "PROTOCOL_VERSION"]

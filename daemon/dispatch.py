@@ -1,0 +1,116 @@
+"""Dispatch one validated request: lane, deadline, handler, error mapping, the log line.
+
+Every request ends here in exactly one of: a result, an RpcError, or (only when
+the client is gone) no reply at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from daemon.context import CallContext, DaemonState
+from daemon.handlers import Handler
+from protocol.envelope import Request, error_reply, result_reply
+from protocol.errors import (InternalError, MethodNotFound, RequestCancelled, RpcError,
+                             ShuttingDown, Timeout)
+from protocol.registry import METHODS, Lane
+
+if TYPE_CHECKING:
+    from daemon.transport import Connection
+
+log = structlog.get_logger("podman_rpc.request")
+
+CANCEL_CLIENT = "cancelled by client"
+CANCEL_DISCONNECT = "client disconnected"
+CANCEL_SHUTDOWN = "daemon shutting down"
+
+
+class Dispatcher:
+    """Turns a Request into its reply, under the method's lane and deadline."""
+
+    def __init__(self, state: DaemonState, handlers: dict[str, Handler]) -> None:
+        self.state = state
+        self.handlers = handlers
+
+    def prepare(self, request: Request,
+                connection: Connection | None) -> tuple[CallContext, Any]:
+        """Validate and build the context; raises RpcError for a request that cannot run."""
+        if self.state.draining:
+            raise ShuttingDown()
+        spec = METHODS.get(request.method)
+        if spec is None or spec.name not in self.handlers:
+            raise MethodNotFound(f"Method not found: {request.method}",
+                                 {"method": request.method[:200]})
+        params = spec.validate(request.params)
+        lane_config = self.state.config.lane(spec.lane)
+        seconds = spec.deadline(params, allowance=self.state.config.run_allowance,
+                                maximum=lane_config.max_deadline)
+        loop = asyncio.get_running_loop()
+        ctx = CallContext(self.state, spec, request.id, loop.time() + seconds, seconds,
+                          connection, want_progress=bool(getattr(params, "progress", False)))
+        return ctx, params
+
+    async def run(self, ctx: CallContext, params: Any,
+                  request: Request) -> dict[str, Any] | None:
+        """Run a prepared call and build its reply (None for notifications)."""
+        started = time.perf_counter()
+        spec = ctx.spec
+        try:
+            try:
+                async with asyncio.timeout_at(ctx.deadline):
+                    async with self.state.lanes[spec.lane.value].slot():
+                        result = await self.handlers[spec.name](ctx, params)
+            except TimeoutError:
+                if ctx.cancel_reason is not None:
+                    raise asyncio.CancelledError() from None
+                raise Timeout(f"{spec.name} exceeded its deadline of "
+                              f"{ctx.seconds:.3g}s",
+                              {"partial": ctx.partial} if ctx.partial else None) from None
+        except asyncio.CancelledError:
+            if ctx.cancel_reason == CANCEL_CLIENT:
+                error: RpcError = RequestCancelled()
+            elif ctx.cancel_reason == CANCEL_SHUTDOWN:
+                error = ShuttingDown("Request cancelled: daemon shutting down")
+            else:
+                self._finish(ctx, request, started, "disconnected")
+                raise
+            return self._error(ctx, request, started, error)
+        except RpcError as error:
+            return self._error(ctx, request, started, error)
+        except Exception:
+            log.exception("handler crashed", method=spec.name, id=request.id)
+            return self._error(ctx, request, started, InternalError())
+        self.state.counters.served[spec.name] += 1
+        self._finish(ctx, request, started, "ok")
+        return None if request.notification else result_reply(request.id, result)
+
+    def _error(self, ctx: CallContext, request: Request, started: float,
+               error: RpcError) -> dict[str, Any] | None:
+        self.state.counters.failed[ctx.spec.name] += 1
+        self._finish(ctx, request, started, error.kind, code=error.code)
+        return None if request.notification else error_reply(request.id, error)
+
+    def _finish(self, ctx: CallContext, request: Request, started: float, outcome: str,
+                **extra: Any) -> None:
+        connection = ctx.connection
+        peer = connection.peer if connection is not None else None
+        log.info("request", method=ctx.spec.name, id=request.id, outcome=outcome,
+                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                 uid=peer.uid if peer else None, pid=peer.pid if peer else None, **extra)
+        self.state.on_activity()
+
+
+def reject(request: Request, error: RpcError, connection: Connection | None) -> dict[str, Any] | None:
+    """The reply for a request refused before it ran (unknown method, bad params...)."""
+    peer = connection.peer if connection is not None else None
+    log.info("request", method=request.method[:100], id=request.id, outcome=error.kind,
+             code=error.code, uid=peer.uid if peer else None, pid=peer.pid if peer else None)
+    return None if request.notification else error_reply(request.id, error)
+
+
+__all__ = ["Dispatcher", "reject", "CANCEL_CLIENT", "CANCEL_DISCONNECT", "CANCEL_SHUTDOWN",
+           "Lane"]

@@ -1,0 +1,104 @@
+"""A private ``podman system service`` for machines where none is running.
+
+Started only when the configured Podman socket does not answer and the
+``podman`` binary exists; supervised (restarted if it dies) and stopped on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger("podman_rpc.embedded")
+
+
+def podman_answers(path: Path, timeout: float = 1.0) -> bool:
+    """True if an HTTP ``_ping`` on the unix socket at ``path`` gets OK."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+            reply = sock.recv(256)
+    except OSError:
+        return False
+    return reply.startswith(b"HTTP/1.1 200")
+
+
+class EmbeddedPodman:
+    """Owns one ``podman system service --time=0`` child process."""
+
+    def __init__(self, runtime_dir: Path) -> None:
+        self.socket_path = runtime_dir / "podman" / "podman.sock"
+        self._process: asyncio.subprocess.Process | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("podman") is not None
+
+    async def start(self, wait: float = 15.0) -> None:
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await self._spawn()
+        await self._wait_ready(wait)
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def _spawn(self) -> None:
+        if self.socket_path.exists():
+            self.socket_path.unlink()
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("LISTEN_", "NOTIFY_SOCKET", "WATCHDOG_"))}
+        self._process = await asyncio.create_subprocess_exec(
+            "podman", "system", "service", "--time=0", f"unix://{self.socket_path}",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
+        log.info("started embedded podman service", pid=self._process.pid,
+                 socket=str(self.socket_path))
+
+    async def _wait_ready(self, wait: float) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + wait
+        while loop.time() < until:
+            if await asyncio.to_thread(podman_answers, self.socket_path, 0.5):
+                return
+            if self._process is not None and self._process.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"embedded podman service did not answer on {self.socket_path}")
+
+    async def _supervise(self) -> None:
+        backoff = 0.5
+        while not self._stopping:
+            assert self._process is not None
+            code = await self._process.wait()
+            if self._stopping:
+                return
+            log.warning("embedded podman service exited; restarting", code=code)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+            try:
+                await self._spawn()
+                await self._wait_ready(15.0)
+                backoff = 0.5
+            except (OSError, RuntimeError) as exc:
+                log.error("embedded podman restart failed", error=str(exc))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        process = self._process
+        if process is not None and process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        log.info("stopped embedded podman service")

@@ -1,0 +1,70 @@
+"""System and daemon-local methods: ping, version, info, status, rpc.discover."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from daemon.context import DAEMON_VERSION, PROTOCOL_VERSION, CallContext
+from daemon.handlers import implements
+from daemon.handlers.templates import render
+from protocol import methods as m
+from protocol.registry import openrpc_document
+
+_DISCOVER_CACHE: dict[str, Any] = {}
+
+
+def podman_version(client: Any) -> str:
+    """Podman's version string ("4.3.1"), as the old CLI printed it."""
+    return str(client.version().get("Version", ""))
+
+
+@implements(m.Discover)
+async def discover(ctx: CallContext, params: m.Discover) -> dict[str, Any]:
+    if "doc" not in _DISCOVER_CACHE:
+        _DISCOVER_CACHE["doc"] = openrpc_document(DAEMON_VERSION)
+    return _DISCOVER_CACHE["doc"]
+
+
+@implements(m.Status)
+async def status(ctx: CallContext, params: m.Status) -> dict[str, Any]:
+    state = ctx.state
+    counters = state.counters
+    return {
+        "version": DAEMON_VERSION,
+        "protocol_version": PROTOCOL_VERSION,
+        "instance_id": state.instance_id,
+        "uptime_s": round(time.monotonic() - state.started_monotonic, 3),
+        "podman": {"socket": str(state.pool.socket_path), "reachable": state.pool.reachable,
+                   "version": state.podman_version},
+        "connections": len(state.connections),
+        "lanes": {name: lane.snapshot() for name, lane in state.lanes.items()},
+        "requests": {"served": dict(counters.served), "failed": dict(counters.failed)},
+        "containers_reaped": counters.reaped,
+        "draining": state.draining,
+    }
+
+
+@implements(m.Ping)
+async def ping(ctx: CallContext, params: m.Ping) -> str:
+    await ctx.pool.call(lambda client: client.ping() or _raise_unavailable())
+    return "Pong"
+
+
+def _raise_unavailable() -> bool:
+    from protocol.errors import PodmanUnavailable
+
+    raise PodmanUnavailable("Podman did not answer the ping")
+
+
+@implements(m.Version)
+async def version(ctx: CallContext, params: m.Version) -> str:
+    found = await ctx.pool.call(podman_version)
+    ctx.state.podman_version = found
+    return found
+
+
+@implements(m.Info)
+async def info(ctx: CallContext, params: m.Info) -> Any:
+    data = await ctx.pool.call(lambda client: client.info())
+    return render(data, params.format) if params.format else data

@@ -1,0 +1,78 @@
+"""Concurrency lanes: a cap on calls running at once and a bounded queue behind it.
+
+A full queue answers at once with Overloaded (and a retry hint) instead of
+letting waiters pile up; time spent queued counts against the call's deadline
+because the caller's deadline scope already encloses :meth:`Lane.slot`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import AsyncIterator
+
+from daemon.config import LaneConfig
+from protocol.errors import Overloaded
+
+
+class Lane:
+    """One lane's slots and its FIFO of waiters."""
+
+    def __init__(self, name: str, config: LaneConfig) -> None:
+        self.name = name
+        self.cap = config.cap
+        self.queue_limit = config.queue
+        self.in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._recent_seconds = 1.0  # moving average of a call's duration, for retry hints
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiters)
+
+    def snapshot(self) -> dict[str, int]:
+        return {"in_flight": self.in_flight, "queued": self.queued,
+                "cap": self.cap, "queue_limit": self.queue_limit}
+
+    def _retry_after_ms(self) -> int:
+        rounds = (self.queued + self.in_flight) / max(self.cap, 1)
+        return max(10, int(rounds * self._recent_seconds * 1000))
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the lane's slots for the duration of the block."""
+        if self.cap <= 0:  # unlimited lane (daemon-local methods)
+            yield
+            return
+        if self.in_flight >= self.cap or self._waiters:
+            if len(self._waiters) >= self.queue_limit:
+                raise Overloaded(f"Lane {self.name!r} is full",
+                                 {"lane": self.name, "retry_after_ms": self._retry_after_ms()})
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter  # the releaser hands its slot over, in_flight unchanged
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._release()  # we were handed a slot but will not use it
+                else:
+                    self._waiters.remove(waiter)
+                raise
+        else:
+            self.in_flight += 1
+        started = asyncio.get_running_loop().time()
+        try:
+            yield
+        finally:
+            elapsed = asyncio.get_running_loop().time() - started
+            self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * elapsed
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.in_flight -= 1

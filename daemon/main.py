@@ -1,0 +1,25 @@
+"""``podman-rpc serve``: build the one Config, set up logging, run the Server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from daemon.config import load_config
+from daemon.logs import configure_logging
+from daemon.server import Server
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config, {
+            "socket_path": args.socket,
+            "podman_socket": args.podman_socket,
+            "log_level": args.log_level,
+            "idle_timeout": getattr(args, "idle_timeout", None),
+        })
+        configure_logging(config.log_level)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"podman-rpc serve: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    return Server(config).run()

@@ -1,0 +1,82 @@
+"""A pool of podman-py clients, one per worker thread.
+
+podman-py is synchronous and its clients are not thread-safe, so each worker
+thread owns one kept-alive client. The number of threads is fixed (the sum of
+the lane caps), so the pool can never grow into a pile-up.
+
+A Podman call whose request is cancelled or times out cannot be interrupted
+inside its thread: asyncio stops waiting for it at once, and the thread finishes
+the HTTP call on its own, bounded by ``podman_call_timeout`` (the socket timeout
+given to every client). Until then it holds its worker, so later calls queue for
+a free worker rather than spawning new threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from daemon.podman_errors import map_podman_errors
+from protocol.errors import PodmanUnavailable
+
+T = TypeVar("T")
+
+
+class PodmanPool:
+    """Run blocking podman-py calls on worker threads, each with its own client."""
+
+    def __init__(self, socket_path: Path, workers: int, call_timeout: float) -> None:
+        self.socket_path = socket_path
+        self.call_timeout = call_timeout
+        self.reachable: bool | None = None
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podman")
+
+    @property
+    def base_url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            from podman import PodmanClient  # lazy: importing podman costs ~0.3 s
+
+            client = PodmanClient(base_url=self.base_url, timeout=self.call_timeout)
+            self._local.client = client
+            with self._lock:
+                self._clients.append(client)
+        return client
+
+    def _invoke(self, fn: Callable[..., T], args: tuple[Any, ...], subject: str) -> T:
+        try:
+            with map_podman_errors(subject):
+                result = fn(self._client(), *args)
+        except PodmanUnavailable:
+            self.reachable = False
+            raise
+        self.reachable = True
+        return result
+
+    async def call(self, fn: Callable[..., T], *args: Any, subject: str = "container") -> T:
+        """Run ``fn(client, *args)`` on a worker; Podman errors arrive as RpcErrors."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._invoke, fn, args, subject)
+
+    def warm_up(self) -> None:
+        """Import podman-py in the background so the first real call does not pay for it."""
+        self._executor.submit(lambda: __import__("podman"))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for client in self._clients:
+                try:
+                    client.close()
+                except Exception:  # noqa: BLE001 - closing best-effort at exit
+                    pass
+            self._clients.clear()

@@ -1,0 +1,282 @@
+"""One client connection: framing, in-flight tracking, backpressure, cancellation.
+
+Replies are written whole, each with one ``transport.write`` on the event loop,
+so writes to a connection never interleave; each is written when its own work
+ends, so a slow ``run`` never holds up a ``ping`` behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from daemon.dispatch import CANCEL_CLIENT, CANCEL_DISCONNECT, Dispatcher, reject
+from protocol.envelope import BadRequest, Request, error_reply, parse_frame, result_reply
+from protocol.errors import InvalidParams, InvalidRequest, RpcError
+from protocol.framing import OVERSIZE, LineDecoder, encode
+
+if TYPE_CHECKING:
+    from daemon.context import CallContext, DaemonState
+
+log = structlog.get_logger("podman_rpc.connection")
+
+CANCEL_METHOD = "$/cancelRequest"
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The connecting process, from SO_PEERCRED."""
+
+    pid: int
+    uid: int
+    gid: int
+
+
+def peer_credentials(sock: socket.socket | None) -> Peer | None:
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    return Peer(*struct.unpack("3i", raw))
+
+
+def _id_key(request_id: Any) -> tuple[str, Any]:
+    return (type(request_id).__name__ if not isinstance(request_id, float) else "int", request_id)
+
+
+class Connection(asyncio.Protocol):
+    """The asyncio protocol for one accepted unix-socket connection."""
+
+    def __init__(self, state: DaemonState, dispatcher: Dispatcher) -> None:
+        self.state = state
+        self.dispatcher = dispatcher
+        self.config = state.config
+        self.decoder = LineDecoder(state.config.max_line_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.peer: Peer | None = None
+        self.in_flight: dict[tuple[str, Any], list[tuple[asyncio.Task[Any], CallContext]]] = {}
+        self.in_flight_count = 0
+        self._reading_paused = False
+        self._writing_paused = False
+        self._partial_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
+        self.closed = False
+        self._eof = False
+
+    # --- lifecycle ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = peer_credentials(transport.get_extra_info("socket"))
+        refusal = self.state.admit(self)
+        if refusal is not None:
+            self.send(error_reply(None, refusal))
+            self.closed = True
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        self.state.connections.add(self)
+        self.transport.set_write_buffer_limits(high=self.config.write_buffer_high)  # type: ignore[union-attr]
+        self.state.on_activity()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.state.connections.discard(self)
+        for timer in (self._partial_timer, self._write_timer):
+            if timer is not None:
+                timer.cancel()
+        for entries in list(self.in_flight.values()):
+            for task, ctx in entries:
+                if ctx.cancel_reason is None:
+                    ctx.cancel_reason = CANCEL_DISCONNECT
+                task.cancel()
+        self.state.on_activity()
+
+    def eof_received(self) -> bool:
+        """The client half-closed (``socat`` at end of input): answer what is in flight, then close."""
+        self._eof = True
+        if self.in_flight_count == 0:
+            return False  # nothing pending: let the transport close
+        return True
+
+    # --- reading ------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        for line in self.decoder.feed(data):
+            if self.closed:
+                return
+            if line is OVERSIZE:
+                self.send(error_reply(None, InvalidRequest(
+                    f"Line exceeds {self.config.max_line_bytes} bytes",
+                    {"limit": self.config.max_line_bytes})))
+            elif line.strip():
+                self._on_line(line)
+        self._arm_partial_timer()
+
+    def _arm_partial_timer(self) -> None:
+        if self._partial_timer is not None:
+            self._partial_timer.cancel()
+            self._partial_timer = None
+        if self.decoder.has_partial and not self.closed:
+            self._partial_timer = asyncio.get_running_loop().call_later(
+                self.config.partial_line_timeout, self._partial_line_expired)
+
+    def _partial_line_expired(self) -> None:
+        log.info("closing stalled connection", reason="partial line timeout",
+                 uid=self.peer.uid if self.peer else None)
+        self.send(error_reply(None, InvalidRequest("Incomplete line timed out")))
+        self.close()
+
+    def _on_line(self, line: bytes) -> None:
+        frame = parse_frame(line, max_depth=self.config.max_json_depth,
+                            max_batch=self.config.max_batch,
+                            max_params_bytes=self.config.max_params_bytes)
+        if frame.batch:
+            self._start(self._run_batch(frame.items), None)
+            return
+        item = frame.items[0]
+        if isinstance(item, BadRequest):
+            self.send(error_reply(item.id, item.error))
+        elif item.method == CANCEL_METHOD:
+            self._cancel(item)
+        else:
+            prepared = self._prepare(item)
+            if isinstance(prepared, tuple):
+                ctx, params = prepared
+                self._start(self._run_one(ctx, params, item), (item, ctx))
+
+    def _prepare(self, request: Request) -> tuple[CallContext, Any] | None:
+        try:
+            return self.dispatcher.prepare(request, self)
+        except RpcError as error:
+            reply = reject(request, error, self)
+            if reply is not None:
+                self.send(reply)
+            return None
+
+    def _start(self, coro: Any, tracked: tuple[Request, CallContext] | None) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.in_flight_count += 1
+        if tracked is not None:
+            request, ctx = tracked
+            key = _id_key(request.id)
+            self.in_flight.setdefault(key, []).append((task, ctx))
+            task.add_done_callback(lambda t, key=key, ctx=ctx: self._untrack(key, t))
+        task.add_done_callback(self._done)
+        if self.in_flight_count >= self.config.max_in_flight_per_connection:
+            self._pause_reading()
+
+    def _untrack(self, key: tuple[str, Any], task: asyncio.Task[Any]) -> None:
+        entries = self.in_flight.get(key)
+        if entries:
+            entries[:] = [e for e in entries if e[0] is not task]
+            if not entries:
+                del self.in_flight[key]
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.in_flight_count -= 1
+        if not task.cancelled() and task.exception() is not None:
+            log.error("connection task failed", error=repr(task.exception()))
+        if self._eof and self.in_flight_count == 0:
+            self.close()
+        elif self.in_flight_count < self.config.max_in_flight_per_connection:
+            self._resume_reading()
+
+    async def _run_one(self, ctx: CallContext, params: Any, request: Request) -> None:
+        reply = await self.dispatcher.run(ctx, params, request)
+        if reply is not None:
+            self.send(reply)
+
+    async def _run_batch(self, items: list[Request | BadRequest]) -> None:
+        async def one(item: Request | BadRequest) -> dict[str, Any] | None:
+            if isinstance(item, BadRequest):
+                return error_reply(item.id, item.error)
+            if item.method == CANCEL_METHOD:
+                return self._cancel(item, send=False)
+            prepared = self._prepare_quiet(item)
+            if isinstance(prepared, dict) or prepared is None:
+                return prepared
+            ctx, params = prepared
+            key = _id_key(item.id)
+            task = asyncio.current_task()
+            assert task is not None
+            self.in_flight.setdefault(key, []).append((task, ctx))
+            try:
+                return await self.dispatcher.run(ctx, params, item)
+            finally:
+                self._untrack(key, task)
+
+        replies = await asyncio.gather(*(asyncio.ensure_future(one(i)) for i in items))
+        answered = [r for r in replies if r is not None]
+        if answered:
+            self.send(answered)
+
+    def _prepare_quiet(self, request: Request) -> tuple[CallContext, Any] | dict[str, Any] | None:
+        try:
+            return self.dispatcher.prepare(request, self)
+        except RpcError as error:
+            return reject(request, error, self)
+
+    def _cancel(self, request: Request, send: bool = True) -> dict[str, Any] | None:
+        target = request.params.get("id", ...)
+        if target is ... or isinstance(target, (bool, dict, list)):
+            reply = None if request.notification else error_reply(
+                request.id, InvalidParams("id", "expected the id of a request in flight"))
+        else:
+            found = self.in_flight.get(_id_key(target), [])
+            for task, ctx in found:
+                if ctx.cancel_reason is None:
+                    ctx.cancel_reason = CANCEL_CLIENT
+                task.cancel()
+            reply = None if request.notification else result_reply(
+                request.id, {"cancelled": len(found)})
+        if send and reply is not None:
+            self.send(reply)
+            return None
+        return reply
+
+    # --- writing and flow control ----------------------------------------------------
+    def send(self, message: Any) -> None:
+        """Write one reply or notification as a single line."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(encode(message))
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._pause_reading()
+        self._write_timer = asyncio.get_running_loop().call_later(
+            self.config.write_timeout, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        self._resume_reading()
+
+    def _write_stalled(self) -> None:
+        log.warning("aborting connection", reason="client stopped reading",
+                    uid=self.peer.uid if self.peer else None)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if (self._reading_paused and not self._writing_paused and not self.closed
+                and self.in_flight_count < self.config.max_in_flight_per_connection
+                and self.transport is not None):
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()

@@ -1,0 +1,118 @@
+"""The JSON-RPC 2.0 envelope: turn one decoded line into requests, build replies.
+
+Pure functions over bytes and dicts; the daemon does the I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from protocol.errors import InvalidParams, InvalidRequest, ParseError, RpcError
+
+PROTOCOL_VERSION = "1.0"
+_MISSING = object()
+
+
+@dataclass(slots=True)
+class Request:
+    """One well-formed call. ``notification`` requests get no reply."""
+
+    method: str
+    params: dict[str, Any]
+    id: Any
+    notification: bool
+
+
+@dataclass(slots=True)
+class BadRequest:
+    """An element that could not become a Request; it still gets one error reply."""
+
+    error: RpcError
+    id: Any = None
+
+
+@dataclass(slots=True)
+class Frame:
+    """What one line held: its requests in order, and whether it was a batch."""
+
+    items: list[Request | BadRequest]
+    batch: bool
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    return False
+
+
+def parse_frame(line: bytes, *, max_depth: int = 64, max_batch: int = 100,
+                max_params_bytes: int | None = None) -> Frame:
+    """Decode a line into a Frame; a line that is not JSON is one ParseError item."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        reason = "recursion limit exceeded" if "recursion" in str(exc) else "malformed JSON"
+        return Frame([BadRequest(ParseError(f"Parse error: {reason}"))], batch=False)
+    # Depth can only exceed the limit if the line has that many bytes.
+    if len(line) > 2 * max_depth and _depth_exceeds(value, max_depth):
+        return Frame([BadRequest(InvalidRequest(
+            f"JSON nested deeper than {max_depth} levels", {"limit": max_depth}))], batch=False)
+    if isinstance(value, list):
+        if not value:
+            return Frame([BadRequest(InvalidRequest("Empty batch"))], batch=False)
+        if len(value) > max_batch:
+            return Frame([BadRequest(InvalidRequest(
+                f"Batch of {len(value)} exceeds the limit of {max_batch}", {"limit": max_batch}))],
+                batch=False)
+        return Frame([parse_request(v, max_params_bytes) for v in value], batch=True)
+    return Frame([parse_request(value, max_params_bytes)], batch=False)
+
+
+def _valid_id(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
+
+
+def parse_request(value: Any, max_params_bytes: int | None = None) -> Request | BadRequest:
+    """Check one request object against JSON-RPC 2.0."""
+    if not isinstance(value, dict):
+        return BadRequest(InvalidRequest("Request must be a JSON object"))
+    rid = value.get("id", _MISSING)
+    if rid is not _MISSING and not _valid_id(rid):
+        return BadRequest(InvalidRequest("id must be a string, a number or null"))
+    reply_id = None if rid is _MISSING else rid
+    if value.get("jsonrpc") != "2.0":
+        return BadRequest(InvalidRequest('"jsonrpc" must be exactly "2.0"'), reply_id)
+    method = value.get("method")
+    if not isinstance(method, str):
+        return BadRequest(InvalidRequest('"method" must be a string'), reply_id)
+    params = value.get("params", _MISSING)
+    if params is _MISSING or params is None:
+        params = {}
+    elif not isinstance(params, dict):
+        return BadRequest(InvalidParams("params", "must be an object (params by name)"), reply_id)
+    elif max_params_bytes is not None and params and len(orjson.dumps(params)) > max_params_bytes:
+        return BadRequest(InvalidParams("params", f"larger than {max_params_bytes} bytes"),
+                          reply_id)
+    return Request(method, params, reply_id, rid is _MISSING)
+
+
+def result_reply(request_id: Any, result: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def error_reply(request_id: Any, error: RpcError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": error.to_wire()}
+
+
+def notification(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": method, "params": params}

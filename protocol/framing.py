@@ -1,0 +1,65 @@
+"""Newline-delimited JSON framing: split a byte stream into lines, encode replies.
+
+A line longer than ``max_line`` is reported once as :data:`OVERSIZE` and the
+rest of it is discarded up to the next newline, so the connection stays usable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import orjson
+
+OVERSIZE: Final = object()
+"""Marker yielded in place of a line that exceeded the limit."""
+
+
+class LineDecoder:
+    """Incremental splitter; holds at most ``max_line`` bytes of a partial line."""
+
+    __slots__ = ("max_line", "_buffer", "_discarding")
+
+    def __init__(self, max_line: int) -> None:
+        self.max_line = max_line
+        self._buffer = bytearray()
+        self._discarding = False
+
+    @property
+    def has_partial(self) -> bool:
+        """True while a line has started but not ended (used by idle timeouts)."""
+        return bool(self._buffer) or self._discarding
+
+    def feed(self, data: bytes) -> list[Any]:
+        """Return the complete lines (bytes, or OVERSIZE) that ``data`` finished."""
+        out: list[Any] = []
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            if self._discarding:
+                self._discarding = False
+            elif len(self._buffer) + (end - start) > self.max_line:
+                self._buffer.clear()
+                out.append(OVERSIZE)
+            elif self._buffer:
+                self._buffer += data[start:end]
+                out.append(bytes(self._buffer))
+                self._buffer.clear()
+            else:
+                out.append(data[start:end])
+            start = end + 1
+        rest = len(data) - start
+        if rest and not self._discarding:
+            if len(self._buffer) + rest > self.max_line:
+                self._buffer.clear()
+                self._discarding = True
+                out.append(OVERSIZE)
+            else:
+                self._buffer += data[start:]
+        return out
+
+
+def encode(message: Any) -> bytes:
+    """One JSON value on one line; orjson escapes every newline inside strings."""
+    return orjson.dumps(message) + b"\n"

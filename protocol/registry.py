@@ -1,0 +1,164 @@
+"""The method registry: each method is declared once, as a params class.
+
+A declaration names the method, its lane, its default deadline and its result
+type; the class's annotated fields are its params. That one declaration drives
+param validation, daemon dispatch, the typed client methods and ``rpc.discover``
+(the model is asyncvarlink's ``@varlinkmethod``)::
+
+    @method("exists", lane=Lane.QUERY, timeout=10, result=bool)
+    class Exists(Params):
+        \"\"\"Whether an image exists.\"\"\"
+        name: Annotated[str, Param("Image name or id")]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from protocol.errors import InvalidParams, error_table
+from protocol.schema import Param, check, json_schema, unwrap
+
+_REQUIRED = dataclasses.MISSING
+
+
+class Lane(str, enum.Enum):
+    """Concurrency lanes; each has its own cap and queue in the daemon."""
+
+    LOCAL = "local"   # answered by the daemon itself, never queued
+    QUERY = "query"   # quick Podman calls
+    RUN = "run"       # containers that run user code
+    WAIT = "wait"     # calls that block on a container (wait, stop)
+    BUILD = "build"   # builds and pulls
+
+
+class Params:
+    """Base of every params class; ``method()`` turns subclasses into frozen dataclasses."""
+
+    rpc_spec: ClassVar[MethodSpec]
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    name: str
+    annotation: Any
+    meta: Param
+    required: bool
+    default: Any
+
+    def describe(self) -> dict[str, Any]:
+        """The OpenRPC ContentDescriptor for this param."""
+        entry: dict[str, Any] = {"name": self.name, "required": self.required,
+                                 "schema": json_schema(self.annotation)}
+        if self.meta.doc:
+            entry["description"] = self.meta.doc
+        if not self.required:
+            entry["schema"]["default"] = self.default
+        return entry
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSpec:
+    """Everything the daemon and clients know about one method."""
+
+    name: str
+    params_class: type[Params]
+    params: tuple[ParamSpec, ...]
+    result: Any
+    lane: Lane
+    timeout: float
+    timeout_is_work: bool
+    doc: str
+
+    @property
+    def summary(self) -> str:
+        return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
+
+    def validate(self, raw: dict[str, Any]) -> Params:
+        """Build the params object, or raise InvalidParams naming the field."""
+        by_name = self._by_name
+        for key in raw:
+            if key not in by_name:
+                raise InvalidParams(key, "unknown param")
+        values: dict[str, Any] = {}
+        for spec in self.params:
+            if spec.name in raw:
+                base, meta = unwrap(spec.annotation)
+                values[spec.name] = check(raw[spec.name], base, spec.name, meta)
+            elif spec.required:
+                raise InvalidParams(spec.name, "required")
+        return self.params_class(**values)
+
+    @property
+    def _by_name(self) -> dict[str, ParamSpec]:
+        return _PARAM_INDEX[self.name]
+
+    def deadline(self, params: Params, *, allowance: float, maximum: float) -> float:
+        """Seconds this call may take: the ``timeout`` param lowers the default.
+
+        Where ``timeout`` is the work's own length (a container's run time, a
+        wait), the allowance for the surrounding Podman calls is added.
+        """
+        requested = getattr(params, "timeout", None)
+        if self.timeout_is_work:
+            seconds = (requested if requested is not None else self.timeout) + allowance
+        else:
+            seconds = self.timeout if requested is None else min(requested, self.timeout)
+        return min(seconds, maximum)
+
+    def describe(self) -> dict[str, Any]:
+        """The OpenRPC Method object."""
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "description": self.doc.strip(),
+            "params": [p.describe() for p in self.params],
+            "result": {"name": "result", "schema": json_schema(self.result)},
+            "paramStructure": "by-name",
+            "x-lane": self.lane.value,
+            "x-timeout": self.timeout,
+        }
+
+
+_PARAM_INDEX: dict[str, dict[str, ParamSpec]] = {}
+METHODS: dict[str, MethodSpec] = {}
+"""Every declared method by name, in declaration order."""
+
+
+def method(name: str, *, lane: Lane, timeout: float, result: Any,
+           timeout_is_work: bool = False):
+    """Declare a method: the decorated class's annotated fields are its params."""
+
+    def register(cls: type[Params]) -> type[Params]:
+        cls = dataclass(frozen=True, kw_only=True, slots=True)(cls)
+        hints = typing.get_type_hints(cls, include_extras=True)
+        params = []
+        for field in dataclasses.fields(cls):
+            _, meta = unwrap(hints[field.name])
+            required = field.default is _REQUIRED and field.default_factory is _REQUIRED
+            default = None if required else (
+                field.default if field.default is not _REQUIRED else field.default_factory())
+            params.append(ParamSpec(field.name, hints[field.name], meta, required, default))
+        spec = MethodSpec(name, cls, tuple(params), result, lane, float(timeout),
+                          timeout_is_work, cls.__doc__ or "")
+        if name in METHODS:
+            raise ValueError(f"method {name!r} declared twice")
+        METHODS[name] = spec
+        _PARAM_INDEX[name] = {p.name: p for p in params}
+        cls.rpc_spec = spec
+        return cls
+
+    return register
+
+
+def openrpc_document(version: str) -> dict[str, Any]:
+    """The ``rpc.discover`` answer: every method, its params, results and the error table."""
+    return {
+        "openrpc": "1.2.6",
+        "info": {"title": "podman-rpc", "version": version},
+        "methods": [spec.describe() for spec in METHODS.values()],
+        "components": {"errors": error_table()},
+    }
