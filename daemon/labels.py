@@ -1,0 +1,21 @@
+"""Labels the daemon puts on every container it creates; the reaper trusts only these."""
+
+from __future__ import annotations
+
+OWNER = "io.podman-rpc.owner"
+OWNER_VALUE = "podman-rpc"
+INSTANCE = "io.podman-rpc.instance"
+REQUEST = "io.podman-rpc.request"
+DEADLINE = "io.podman-rpc.deadline"  # Unix time (seconds, float as text) after which it must be gone
+AUTO_REMOVE = "io.podman-rpc.auto-remove"  # "true" when nobody will collect the result
+
+
+def container_labels(instance_id: str, request_id: object, deadline_unix: float,
+                     auto_remove: bool) -> dict[str, str]:
+    return {
+        OWNER: OWNER_VALUE,
+        INSTANCE: instance_id,
+        REQUEST: str(request_id)[:200],
+        DEADLINE: f"{deadline_unix:.3f}",
+        AUTO_REMOVE: "true" if auto_remove else "false",
+    }

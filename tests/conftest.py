@@ -1,0 +1,87 @@
+"""Fixtures: one private Podman service and busybox image per session, real daemons on temp sockets.
+
+Nothing here mocks Podman: daemons started by these fixtures talk to a real
+``podman system service`` over its real socket.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from tests.rig.daemon import DaemonProcess, RawConnection
+from tests.rig.podman import PodmanService, ensure_busybox_image, owned_containers, podman
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def rig_dir() -> Iterator[Path]:
+    # Short path: unix socket paths are limited to 107 bytes.
+    directory = Path(tempfile.mkdtemp(prefix="prpc-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def podman_service(rig_dir: Path) -> Iterator[PodmanService]:
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed: run the README's test command (tests/run.sh)")
+    service = PodmanService(rig_dir)
+    service.start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def busybox(podman_service: PodmanService) -> str:
+    return ensure_busybox_image()
+
+
+@pytest.fixture(scope="session")
+def daemon(rig_dir: Path, podman_service: PodmanService, busybox: str) -> Iterator[DaemonProcess]:
+    """One shared daemon for tests that do not restart or reconfigure it."""
+    process = DaemonProcess(rig_dir / "shared", podman_service.socket_path).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def conn(daemon: DaemonProcess) -> Iterator[RawConnection]:
+    with daemon.connect() as connection:
+        yield connection
+
+
+@pytest.fixture
+def make_daemon(rig_dir: Path, podman_service: PodmanService,
+                busybox: str) -> Iterator[Callable[..., DaemonProcess]]:
+    """Factory for private daemons (own socket, own config); stopped after the test."""
+    started: list[DaemonProcess] = []
+
+    def make(config_text: str = "", extra_args: list[str] | None = None,
+             env: dict[str, str] | None = None, start: bool = True) -> DaemonProcess:
+        process = DaemonProcess(rig_dir / f"d{next(_counter)}", podman_service.socket_path,
+                                config_text, extra_args, env)
+        started.append(process)
+        return process.start() if start else process
+
+    yield make
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After the whole session, no container may carry the daemon's owner label."""
+    yield
+    if shutil.which("podman") is None:
+        return
+    left = owned_containers()
+    if left:
+        podman("rm", "-f", *left, check=False)
+        pytest.fail(f"containers left behind by the daemon: {left}")

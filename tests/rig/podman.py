@@ -1,0 +1,102 @@
+"""A private ``podman system service`` for the tests, and the local busybox image."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+RIG_DIR = Path(__file__).resolve().parent
+CONTAINERS_CONF = RIG_DIR / "containers.conf"
+BUSYBOX_IMAGE = "localhost/busybox:latest"
+OWNER_LABEL = "io.podman-rpc.owner"
+
+
+def podman_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["CONTAINERS_CONF"] = str(CONTAINERS_CONF)
+    return env
+
+
+def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the podman CLI with the rig's configuration."""
+    return subprocess.run(["podman", *args], env=podman_env(), check=check, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def ensure_busybox_image() -> str:
+    """Import a busybox-static rootfs as localhost/busybox:latest (no registry needed)."""
+    if podman("image", "exists", BUSYBOX_IMAGE, check=False).returncode == 0:
+        return BUSYBOX_IMAGE
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        raise RuntimeError("busybox-static is not installed (apt-get install busybox-static)")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "root"
+        (root / "bin").mkdir(parents=True)
+        (root / "tmp").mkdir(mode=0o1777)
+        shutil.copy2(busybox, root / "bin" / "busybox")
+        applets = subprocess.run([busybox, "--list"], check=True, text=True,
+                                 capture_output=True).stdout.split()
+        for applet in applets:
+            if applet != "busybox":
+                (root / "bin" / applet).symlink_to("busybox")
+        archive = Path(tmp) / "rootfs.tar"
+        with tarfile.open(archive, "w") as tar:
+            tar.add(root, arcname=".")
+        podman("import", "--change", "ENV=PATH=/bin", "-q", str(archive), BUSYBOX_IMAGE)
+    return BUSYBOX_IMAGE
+
+
+def owned_containers() -> list[str]:
+    """Ids of containers carrying the daemon's owner label (all instances)."""
+    out = podman("ps", "-a", "--filter", f"label={OWNER_LABEL}", "--format", "{{.ID}}").stdout
+    return out.split()
+
+
+class PodmanService:
+    """One private Podman API service on a socket in a temporary directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.socket_path = directory / "podman.sock"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: float = 30.0) -> None:
+        self.socket_path.unlink(missing_ok=True)
+        log = open(self.directory / "podman-service.log", "ab")
+        self.process = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", f"unix://{self.socket_path}"],
+            env=podman_env(), stdout=log, stderr=log, start_new_session=True)
+        until = time.monotonic() + wait
+        from daemon.embedded import podman_answers
+
+        while time.monotonic() < until:
+            if podman_answers(self.socket_path, 0.5):
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"podman service did not come up; see {self.directory}/podman-service.log")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        self.socket_path.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """Stop the service abruptly, as a crash would."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
