@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections import defaultdict
@@ -22,6 +23,32 @@ if TYPE_CHECKING:
 DAEMON_VERSION = "0.1.0"
 
 
+def process_start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    return int(raw[raw.rindex(b")") + 2:].split()[19])
+
+
+def make_instance_id() -> str:
+    """``PID.STARTTICKS.RANDOM``: lets a later daemon tell whether this one still lives."""
+    pid = os.getpid()
+    return f"{pid}.{process_start_ticks(pid)}.{uuid.uuid4().hex[:8]}"
+
+
+def instance_alive(instance_id: str) -> bool:
+    """True if the daemon that made ``instance_id`` is still running on this host."""
+    try:
+        pid_text, ticks_text, _ = instance_id.split(".")
+        pid, ticks = int(pid_text), int(ticks_text)
+    except ValueError:
+        return False
+    return process_start_ticks(pid) == ticks
+
+
 @dataclass
 class Counters:
     """Requests served and failed by method, and containers reaped."""
@@ -37,7 +64,7 @@ class DaemonState:
     def __init__(self, config: Config, pool: PodmanPool) -> None:
         self.config = config
         self.pool = pool
-        self.instance_id = uuid.uuid4().hex[:16]
+        self.instance_id = make_instance_id()
         self.started_monotonic = time.monotonic()
         self.lanes = {lane.value: LaneSlots(lane.value, config.lane(lane)) for lane in Lane}
         self.counters = Counters()
