@@ -29,16 +29,27 @@ def _explanation(exc: BaseException) -> str:
     return str(text).strip() or type(exc).__name__
 
 
+def _is_unreachable(exc: BaseException) -> bool:
+    """podman-py wraps a refused or missing socket in APIError; look at the causes."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, (requests.ConnectionError, ConnectionError, FileNotFoundError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def translate(exc: BaseException, *, subject: str = "container") -> RpcError:
     """The protocol error for one exception raised while talking to Podman."""
     from podman import errors as podman_errors  # imported lazily: podman costs ~0.3 s
 
     if isinstance(exc, RpcError):
         return exc
-    if isinstance(exc, (requests.ConnectionError, ConnectionError, FileNotFoundError,
-                        podman_errors.APIConnectionError)):
-        return PodmanUnavailable(f"Podman service is unreachable: {type(exc).__name__}")
-    if isinstance(exc, requests.Timeout):
+    if _is_unreachable(exc):
+        return PodmanUnavailable("Podman service is unreachable")
+    if isinstance(exc, requests.Timeout) or isinstance(exc.__cause__, requests.Timeout):
         return PodmanUnavailable("Podman service did not answer in time")
     if isinstance(exc, podman_errors.ImageNotFound):
         return NotFound(_explanation(exc), kind="ImageNotFound")

@@ -88,9 +88,9 @@ class DaemonProcess:
         self.socket_path = directory / "rpc.sock"
         self.podman_socket = podman_socket
         self.config_path = directory / "daemon.toml"
+        embedded = "" if "embedded_podman" in config_text else "embedded_podman = false\n"
         self.config_path.write_text(
-            f'[daemon]\nruntime_dir = "{directory / "run"}"\nembedded_podman = false\n'
-            + config_text)
+            f'[daemon]\nruntime_dir = "{directory / "run"}"\n{embedded}' + config_text)
         self.extra_args = extra_args or []
         self.env = env
         self.log_path = directory / "daemon.log"

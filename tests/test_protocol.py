@@ -1,0 +1,137 @@
+"""Pure protocol logic: framing, envelope and registry validation (no I/O, no Podman)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from protocol.envelope import BadRequest, Request, parse_frame
+from protocol.errors import InvalidParams
+from protocol.framing import OVERSIZE, LineDecoder, encode
+from protocol.registry import METHODS, openrpc_document
+
+
+def test_decoder_splits_lines_across_chunks() -> None:
+    decoder = LineDecoder(100)
+    assert decoder.feed(b'{"a"') == []
+    assert decoder.has_partial
+    assert decoder.feed(b':1}\n{"b":2}\n{"c"') == [b'{"a":1}', b'{"b":2}']
+    assert decoder.feed(b":3}\n") == [b'{"c":3}']
+    assert not decoder.has_partial
+
+
+def test_decoder_reports_oversize_once_and_resyncs() -> None:
+    decoder = LineDecoder(10)
+    assert decoder.feed(b"x" * 8) == []
+    assert decoder.feed(b"y" * 8) == [OVERSIZE]
+    assert decoder.feed(b"z" * 50) == []  # still discarding the same line
+    assert decoder.feed(b"zz\nok\n") == [b"ok"]
+
+
+def test_decoder_oversize_within_one_chunk() -> None:
+    decoder = LineDecoder(4)
+    assert decoder.feed(b"12345678\nabc\n") == [OVERSIZE, b"abc"]
+
+
+def test_encode_never_emits_raw_newline() -> None:
+    line = encode({"s": "a\nb\r\n", "u": "\u2028"})
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert orjson.loads(line) == {"s": "a\nb\r\n", "u": "\u2028"}
+
+
+@pytest.mark.parametrize("line, message", [
+    (b"{", "Parse error: malformed JSON"),
+    (b"\xff\xfe", "Parse error: malformed JSON"),
+])
+def test_parse_errors(line: bytes, message: str) -> None:
+    frame = parse_frame(line)
+    (item,) = frame.items
+    assert isinstance(item, BadRequest) and item.error.code == -32700
+    assert item.error.message == message and item.id is None
+
+
+@pytest.mark.parametrize("value, code, rid", [
+    ([], -32600, None),
+    (1, -32600, None),
+    ({"jsonrpc": "1.0", "id": 4, "method": "ping"}, -32600, 4),
+    ({"id": 4, "method": "ping"}, -32600, 4),
+    ({"jsonrpc": "2.0", "id": 4, "method": 7}, -32600, 4),
+    ({"jsonrpc": "2.0", "id": {"x": 1}, "method": "ping"}, -32600, None),
+    ({"jsonrpc": "2.0", "id": True, "method": "ping"}, -32600, None),
+    ({"jsonrpc": "2.0", "id": 5, "method": "ping", "params": [1]}, -32602, 5),
+])
+def test_invalid_requests(value: object, code: int, rid: object) -> None:
+    (item,) = parse_frame(orjson.dumps(value)).items
+    assert isinstance(item, BadRequest)
+    assert (item.error.code, item.id) == (code, rid)
+
+
+def test_notification_and_ids() -> None:
+    frame = parse_frame(b'[{"jsonrpc":"2.0","method":"ping"},'
+                        b'{"jsonrpc":"2.0","method":"ping","id":null},'
+                        b'{"jsonrpc":"2.0","method":"ping","id":"x"},'
+                        b'{"jsonrpc":"2.0","method":"ping","id":1.5}]')
+    assert frame.batch
+    kinds = [(i.notification, i.id) for i in frame.items if isinstance(i, Request)]
+    assert kinds == [(True, None), (False, None), (False, "x"), (False, 1.5)]
+
+
+def test_depth_and_batch_limits() -> None:
+    deep = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":' + b"[" * 100 + b"]" * 100 + b"}}"
+    (item,) = parse_frame(deep, max_depth=20).items
+    assert isinstance(item, BadRequest) and item.error.code == -32600
+    batch = orjson.dumps([{"jsonrpc": "2.0", "method": "ping"}] * 11)
+    (item,) = parse_frame(batch, max_batch=10).items
+    assert isinstance(item, BadRequest) and item.error.data["limit"] == 10
+
+
+def test_params_size_limit() -> None:
+    line = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "run",
+                         "params": {"image": "x" * 2000}})
+    (item,) = parse_frame(line, max_params_bytes=1000).items
+    assert isinstance(item, BadRequest) and item.error.code == -32602
+
+
+def test_registry_validates_types_defaults_and_unknowns() -> None:
+    run = METHODS["run"]
+    params = run.validate({"image": "img", "command": ["sh", "-c", "true"], "cpus": 1})
+    assert params.cpus == 1.0 and params.memory == "20m" and params.network_mode == "none"
+    with pytest.raises(InvalidParams) as err:
+        run.validate({"image": "img", "bogus": 1})
+    assert err.value.data["field"] == "bogus"
+    with pytest.raises(InvalidParams) as err:
+        run.validate({})
+    assert err.value.data == {"kind": "InvalidParams", "field": "image", "reason": "required"}
+    with pytest.raises(InvalidParams) as err:
+        run.validate({"image": "img", "env": ["A=1", 2]})
+    assert err.value.data["field"] == "env[1]"
+    with pytest.raises(InvalidParams):
+        run.validate({"image": "img", "detach": 1})
+    with pytest.raises(InvalidParams) as err:
+        run.validate({"image": "img", "timeout": -1})
+    assert "must be >=" in err.value.data["reason"]
+
+
+def test_deadlines_follow_the_declaration() -> None:
+    ping, run = METHODS["ping"], METHODS["run"]
+    assert ping.deadline(ping.validate({}), allowance=10, maximum=300) == 10
+    assert ping.deadline(ping.validate({"timeout": 2}), allowance=10, maximum=300) == 2
+    assert ping.deadline(ping.validate({"timeout": 99}), allowance=10, maximum=300) == 10
+    assert run.deadline(run.validate({"image": "i", "timeout": 3}), allowance=10,
+                        maximum=300) == 13
+    assert run.deadline(run.validate({"image": "i", "timeout": 3000}), allowance=10,
+                        maximum=300) == 300
+
+
+def test_openrpc_document_lists_every_method_and_error() -> None:
+    doc = openrpc_document("test")
+    names = [m["name"] for m in doc["methods"]]
+    assert names == list(METHODS)
+    run = next(m for m in doc["methods"] if m["name"] == "run")
+    params = {p["name"]: p for p in run["params"]}
+    assert params["image"]["required"] is True
+    assert params["memory"]["schema"] == {"type": "string", "default": "20m"}
+    assert run["result"]["schema"]["properties"]["exit_code"]
+    codes = {e["code"] for e in doc["components"]["errors"]}
+    assert {-32700, -32600, -32601, -32602, -32603, -32000, -32800} <= codes
+    orjson.dumps(doc)  # serialisable
