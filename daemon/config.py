@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from daemon.access import AccessConfig, access_from_mapping
+from daemon.policy import PolicyConfig, policy_from_mapping
 from protocol.registry import Lane
 
 
@@ -78,6 +80,10 @@ class Config:
     idle_timeout: float | None = None
     reap_interval: float = 5.0
 
+    # who may connect ([daemon.access]) and what a run may ask of Podman ([daemon.policy])
+    access: AccessConfig = field(default_factory=AccessConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+
     def lane(self, lane: Lane | str) -> LaneConfig:
         return self.lanes[lane.value if isinstance(lane, Lane) else lane]
 
@@ -92,6 +98,10 @@ def _coerce(name: str, value: Any) -> Any:
                 raise ValueError(f"unknown lane {lane_name!r}")
             merged[lane_name] = dataclasses.replace(merged[lane_name], **settings)
         return merged
+    if name == "access" and not isinstance(value, AccessConfig):
+        return access_from_mapping(value)
+    if name == "policy" and not isinstance(value, PolicyConfig):
+        return policy_from_mapping(value)
     if name == "socket_mode" and isinstance(value, str):
         return int(value, 8)
     return value

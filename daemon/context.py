@@ -75,6 +75,8 @@ class DaemonState:
         self.background: set[asyncio.Task[Any]] = set()
         self.on_activity: Callable[[], None] = lambda: None
         self.access_check: Callable[[Any], RpcError | None] = lambda peer: None
+        # Per-request role check (daemon.access); raises PolicyDenied.
+        self.authorize: Callable[[Any, MethodSpec], None] = lambda connection, spec: None
 
     def admit(self, connection: Connection) -> RpcError | None:
         """Why a new connection must be refused, or None to accept it."""

@@ -45,6 +45,7 @@ class Dispatcher:
         if spec is None or spec.name not in self.handlers:
             raise MethodNotFound(f"Method not found: {request.method}",
                                  {"method": request.method[:200]})
+        self.state.authorize(connection, spec)  # role check (daemon.access), before params
         params = spec.validate(request.params)
         lane_config = self.state.config.lane(spec.lane)
         seconds = spec.deadline(params, allowance=self.state.config.run_allowance,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import structlog
 
+from daemon import access
 from daemon.config import Config
 from daemon.context import DAEMON_VERSION, DaemonState
 from daemon.dispatch import CANCEL_SHUTDOWN, Dispatcher
@@ -125,6 +126,7 @@ class Server:
         pool.warm_up()
         self.state = state = DaemonState(self.config, pool)
         dispatcher = Dispatcher(state, load_handlers())
+        access.install(state, self.config.access, listener)  # who may connect, and their role
         self._server = await asyncio.get_running_loop().create_unix_server(
             lambda: Connection(state, dispatcher), sock=listener, backlog=1024)
         try:

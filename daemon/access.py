@@ -1,0 +1,173 @@
+"""Who may connect, and what each peer may call.
+
+Identity is the kernel's: uid, gid and pid from ``SO_PEERCRED`` at accept, plus
+the peer's supplementary groups. Admission is decided once, before any byte is
+read; the role (``read`` or ``run``) is enforced per request from the single
+hook the Dispatcher calls, so batches and single calls cannot differ.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import socket
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+import structlog
+
+from protocol.errors import PolicyDenied, RpcError
+from protocol.registry import MethodSpec
+
+if TYPE_CHECKING:
+    from daemon.transport import Connection, Peer
+
+log = structlog.get_logger("podman_rpc.access")
+
+READ, RUN = "read", "run"
+ROLES = (READ, RUN)
+READ_METHODS = frozenset({"ping", "version", "info", "images", "exists", "inspect", "ps",
+                          "logs", "status", "rpc.discover"})
+
+
+def _uid(value: int | str) -> int:
+    if isinstance(value, int) or str(value).isdigit():
+        return int(value)
+    try:
+        return pwd.getpwnam(str(value)).pw_uid
+    except KeyError:
+        raise ValueError(f"[daemon.access] unknown user {value!r}") from None
+
+
+def _gid(value: int | str) -> int:
+    if isinstance(value, int) or str(value).isdigit():
+        return int(value)
+    try:
+        return grp.getgrnam(str(value)).gr_gid
+    except KeyError:
+        raise ValueError(f"[daemon.access] unknown group {value!r}") from None
+
+
+def _role(value: Any) -> str:
+    if value not in ROLES:
+        raise ValueError(f"[daemon.access] role must be 'read' or 'run', not {value!r}")
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessConfig:
+    """The ``[daemon.access]`` table, with user and group names resolved to ids.
+
+    ``allow_groups`` None means "the socket file's group" (the default, with root).
+    """
+
+    allow_uids: tuple[int, ...] = (0,)
+    allow_groups: tuple[int, ...] | None = None
+    uid_roles: Mapping[int, str] = field(default_factory=dict)
+    group_roles: Mapping[int, str] = field(default_factory=dict)
+    default_role: str = RUN
+
+
+def access_from_mapping(raw: Mapping[str, Any]) -> AccessConfig:
+    """Build an AccessConfig from the TOML table; names that do not resolve are errors."""
+    known = {"allow_uids", "allow_groups", "uid_roles", "group_roles", "default_role"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"unknown [daemon.access] keys: {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    if "allow_uids" in raw:
+        values["allow_uids"] = tuple(_uid(v) for v in raw["allow_uids"])
+    if "allow_groups" in raw:
+        values["allow_groups"] = tuple(_gid(v) for v in raw["allow_groups"])
+    if "uid_roles" in raw:
+        values["uid_roles"] = {_uid(k): _role(v) for k, v in raw["uid_roles"].items()}
+    if "group_roles" in raw:
+        values["group_roles"] = {_gid(k): _role(v) for k, v in raw["group_roles"].items()}
+    if "default_role" in raw:
+        values["default_role"] = _role(raw["default_role"])
+    return AccessConfig(**values)
+
+
+def socket_group(listener: socket.socket) -> int | None:
+    """The group owning the listening socket's file, if it has one."""
+    try:
+        name = listener.getsockname()
+        return os.stat(name).st_gid if isinstance(name, str) and name.startswith("/") else None
+    except OSError:
+        return None
+
+
+def peer_groups(peer: Peer) -> frozenset[int]:
+    """The peer's primary group plus its supplementary groups (from /proc).
+
+    The /proc entry is only trusted if its real uid is the peer's, so a pid
+    reused by another process after the peer left cannot lend its groups.
+    """
+    groups = {peer.gid}
+    try:
+        with open(f"/proc/{peer.pid}/status", "rb") as fh:
+            status = dict(line.split(b":", 1) for line in fh.read().splitlines() if b":" in line)
+        real_uid = int(status[b"Uid"].split()[0])
+        if real_uid == peer.uid:
+            groups.update(int(g) for g in status.get(b"Groups", b"").split())
+    except (OSError, KeyError, ValueError, IndexError):
+        pass
+    return frozenset(groups)
+
+
+class AccessControl:
+    """Decides admission (``check``) and per-request roles (``authorize``)."""
+
+    def __init__(self, config: AccessConfig, socket_gid: int | None) -> None:
+        self.config = config
+        self.allow_uids = frozenset(config.allow_uids)
+        if config.allow_groups is None:
+            self.allow_groups = frozenset({socket_gid} if socket_gid is not None else ())
+        else:
+            self.allow_groups = frozenset(config.allow_groups)
+        self._roles: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+    def check(self, peer: Peer | None) -> RpcError | None:
+        """The refusal for a new connection, or None to admit it."""
+        if peer is None:
+            log.warning("connection refused", reason="no peer credentials")
+            return PolicyDenied("Connection refused: peer credentials unavailable",
+                                {"rule": "connect"})
+        if peer.uid in self.allow_uids or peer_groups(peer) & self.allow_groups:
+            return None
+        log.warning("connection refused", reason="uid not allowed", uid=peer.uid, pid=peer.pid)
+        return PolicyDenied(f"Connection refused: uid {peer.uid} is not allowed",
+                            {"rule": "connect", "uid": peer.uid})
+
+    def role_of(self, peer: Peer) -> str:
+        """The uid's own role, else the strongest role of its groups, else the default."""
+        if peer.uid in self.config.uid_roles:
+            return self.config.uid_roles[peer.uid]
+        found = {self.config.group_roles[g] for g in peer_groups(peer)
+                 if g in self.config.group_roles}
+        if found:
+            return RUN if RUN in found else READ
+        return self.config.default_role
+
+    def authorize(self, connection: Connection | None, spec: MethodSpec) -> None:
+        """Raise PolicyDenied if this connection's role may not call ``spec``."""
+        if connection is None or spec.name in READ_METHODS:
+            return
+        role = self._roles.get(connection)
+        if role is None:
+            peer = connection.peer
+            role = self.role_of(peer) if peer is not None else READ
+            self._roles[connection] = role
+        if role != RUN:
+            raise PolicyDenied(f"Method {spec.name} needs the 'run' role; this peer has "
+                               f"'{role}'", {"rule": "role", "role": role, "method": spec.name})
+
+
+def install(state: Any, config: AccessConfig, listener: socket.socket) -> AccessControl:
+    """Wire access control into the daemon state (called once at startup)."""
+    control = AccessControl(config, socket_group(listener))
+    state.access_check = control.check
+    state.authorize = control.authorize
+    return control
