@@ -56,7 +56,7 @@ class Lane:
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
                     self._release()  # we were handed a slot but will not use it
-                else:
+                elif waiter in self._waiters:  # a release may have popped it already
                     self._waiters.remove(waiter)
                 raise
         else:

@@ -19,6 +19,7 @@ from daemon.dispatch import CANCEL_SHUTDOWN, Dispatcher
 from daemon.embedded import EmbeddedPodman, podman_answers
 from daemon.handlers import load_handlers
 from daemon.podman_pool import PodmanPool
+from daemon.reaper import Reaper
 from daemon.systemd import Notifier, activation_socket
 from daemon.transport import Connection
 
@@ -70,6 +71,7 @@ class Server:
         self.state: DaemonState | None = None
         self._server: asyncio.AbstractServer | None = None
         self._owned_socket: Path | None = None
+        self.reaper: Reaper | None = None
 
     def run(self) -> int:
         import uvloop
@@ -127,6 +129,8 @@ class Server:
         self.state = state = DaemonState(self.config, pool)
         dispatcher = Dispatcher(state, load_handlers())
         access.install(state, self.config.access, listener)  # who may connect, and their role
+        self.reaper = Reaper(state)
+        await self.reaper.startup_pass()  # leftovers of a crashed daemon go before we serve
         self._server = await asyncio.get_running_loop().create_unix_server(
             lambda: Connection(state, dispatcher), sock=listener, backlog=1024)
         try:
@@ -135,6 +139,8 @@ class Server:
             state.podman_version = await pool.call(podman_version)
         except Exception as exc:  # noqa: BLE001 - startup goes on; requests will report it
             log.warning("podman did not answer at start", error=str(exc))
+        if self.config.reap_interval > 0:
+            self.reaper.start()
         log.info("serving", socket=str(self._owned_socket or "socket-activated"),
                  podman=str(podman_socket), podman_version=state.podman_version,
                  version=DAEMON_VERSION, instance=state.instance_id)
@@ -150,6 +156,8 @@ class Server:
             self._server.close()
         if state is not None:
             await self._drain(state)
+        if self.reaper is not None:
+            await self.reaper.stop()
         if self.embedded is not None:
             await self.embedded.stop()
         if state is not None:

@@ -1,0 +1,176 @@
+"""The container reaper: removes the daemon's own containers that nobody will clean up.
+
+It only ever looks at containers carrying ``OWNER=podman-rpc`` (see
+``daemon.labels``); unlabelled containers are never listed, so never touched.
+A labelled container is reaped when:
+
+* its ``DEADLINE`` label (Unix time) has passed, whichever daemon made it: the
+  deadline is authoritative, so a container outlives no request;
+* the daemon instance that made it is gone (pid + process start time, see
+  ``context.instance_alive``): this covers a daemon SIGKILLed mid-run, and lets
+  several daemons share one host without reaping each other's live work;
+* it has exited, was made by this instance, no request of ours is still
+  collecting it (not in ``state.active_containers``) and it was auto-remove.
+
+Running containers are SIGKILLed before removal: ``rm --force`` would first send
+SIGTERM and wait the stop timeout (10 s), which a ``sleep`` as PID 1 ignores.
+The pass runs once before the daemon serves, then every ``reap_interval``.
+Each pass lists once and removes with a small bounded concurrency, so a slow
+Podman never makes passes pile up and the reaper never takes more than a few
+pool workers from requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any, Callable
+
+import structlog
+
+from daemon.context import DaemonState, instance_alive
+from daemon.labels import AUTO_REMOVE, DEADLINE, INSTANCE, OWNER, OWNER_VALUE, REQUEST
+from protocol.errors import NotFound, RpcError
+
+log = structlog.get_logger("podman_rpc.reaper")
+
+FINISHED_STATES = frozenset({"exited", "stopped", "dead"})
+# Seconds past a container's deadline before the reaper steps in: the request that
+# owns it kills and removes it itself at the deadline, and the reaper should not race it.
+DEADLINE_GRACE = 1.0
+PARALLEL_REMOVALS = 4
+# The startup pass runs before serving; past this budget the periodic pass takes over.
+STARTUP_BUDGET = 20.0
+
+
+def list_owned(client: Any) -> list[dict[str, Any]]:
+    """Every container (any state) labelled as ours, as Podman's list objects."""
+    found = client.containers.list(all=True, filters={"label": f"{OWNER}={OWNER_VALUE}"})
+    return [container.attrs for container in found]
+
+
+def kill_and_remove(client: Any, container_id: str, running: bool) -> None:
+    """SIGKILL (when running) then force-remove with its volumes, without a stop timeout."""
+    if running:
+        with contextlib.suppress(Exception):  # it may exit on its own meanwhile
+            client.api.post(f"/containers/{container_id}/kill",
+                            params={"signal": "SIGKILL"}).raise_for_status()
+    client.api.delete(f"/containers/{container_id}",
+                      params={"force": True, "volumes": True, "timeout": 0}).raise_for_status()
+
+
+def _deadline(labels: dict[str, str]) -> float | None:
+    try:
+        return float(labels[DEADLINE])
+    except (KeyError, ValueError):
+        return None
+
+
+def verdict(attrs: dict[str, Any], *, now: float, own_instance: str,
+            active: set[str] | frozenset[str], alive: Callable[[str], bool]) -> str | None:
+    """Why this container must be reaped, or None to leave it alone. Pure: no I/O."""
+    labels = attrs.get("Labels") or {}
+    if labels.get(OWNER) != OWNER_VALUE:
+        return None  # never touch what we did not create
+    deadline = _deadline(labels)
+    if deadline is not None and now > deadline + DEADLINE_GRACE:
+        return "deadline passed"
+    instance = labels.get(INSTANCE, "")
+    if instance != own_instance:
+        return None if alive(instance) else "instance gone"
+    if str(attrs.get("State", "")).lower() not in FINISHED_STATES:
+        return None
+    names = set(attrs.get("Names") or ())
+    if attrs.get("Id") in active or names & set(active):
+        return None  # a request of ours is still collecting its result
+    if labels.get(AUTO_REMOVE) == "true":
+        return "exited, uncollected"
+    return None
+
+
+class Reaper:
+    """Runs reaping passes: once at start, then periodically until stopped."""
+
+    def __init__(self, state: DaemonState) -> None:
+        self.state = state
+        self._task: asyncio.Task[None] | None = None
+
+    async def reap_once(self) -> int:
+        """One pass: list our containers, reap those with a verdict. Returns how many."""
+        state = self.state
+        listed = await state.pool.call(list_owned)
+        alive_cache: dict[str, bool] = {}
+
+        def alive(instance: str) -> bool:
+            if instance not in alive_cache:
+                alive_cache[instance] = instance_alive(instance)
+            return alive_cache[instance]
+
+        now = time.time()
+        active = frozenset(state.active_containers)
+        doomed = [(attrs, reason) for attrs in listed
+                  if (reason := verdict(attrs, now=now, own_instance=state.instance_id,
+                                        active=active, alive=alive)) is not None]
+        if not doomed:
+            return 0
+        gate = asyncio.Semaphore(PARALLEL_REMOVALS)
+
+        async def reap(attrs: dict[str, Any], reason: str) -> bool:
+            async with gate:
+                return await self._reap(attrs, reason)
+
+        results = await asyncio.gather(*(reap(a, r) for a, r in doomed))
+        return sum(results)
+
+    async def _reap(self, attrs: dict[str, Any], reason: str) -> bool:
+        container_id = str(attrs.get("Id", ""))
+        labels = attrs.get("Labels") or {}
+        state_name = str(attrs.get("State", "")).lower()
+        try:
+            await self.state.pool.call(kill_and_remove, container_id,
+                                       state_name not in FINISHED_STATES)
+        except NotFound:
+            return False  # gone already (its request or Podman's auto-remove won the race)
+        except RpcError as error:
+            log.warning("reap failed", container_id=container_id[:12], reason=reason,
+                        error=error.message)
+            return False
+        self.state.counters.reaped += 1
+        log.info("reaped container", container_id=container_id[:12],
+                 name=(attrs.get("Names") or [None])[0], reason=reason, state=state_name,
+                 instance=labels.get(INSTANCE), request=labels.get(REQUEST))
+        return True
+
+    async def startup_pass(self) -> None:
+        """Reap leftovers (e.g. of a SIGKILLed daemon) before serving; never fails startup."""
+        try:
+            async with asyncio.timeout(STARTUP_BUDGET):
+                count = await self.reap_once()
+        except TimeoutError:
+            log.warning("startup reap pass unfinished; the periodic pass continues it")
+        except RpcError as error:
+            log.warning("startup reap pass failed", error=error.message)
+        else:
+            log.info("startup reap pass", reaped=count)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        interval = self.state.config.reap_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reap_once()
+            except RpcError as error:
+                log.warning("reap pass failed", error=error.message)
+            except Exception:  # noqa: BLE001 - the reaper must outlive one bad pass
+                log.exception("reap pass crashed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,194 @@
+"""The container reaper against real Podman: what it removes, what it must never touch.
+
+Containers are made with the podman CLI and the daemon's labels, so these tests
+do not depend on ``run``; the last one is the issue's end-to-end scenario
+(10 long ``run``s, SIGKILL the daemon, restart).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any, Callable
+
+import pytest
+
+from daemon.context import process_start_ticks
+from daemon.labels import AUTO_REMOVE, DEADLINE, INSTANCE, OWNER, OWNER_VALUE, REQUEST
+from daemon.reaper import verdict
+from tests.rig.daemon import DaemonProcess
+from tests.rig.podman import BUSYBOX_IMAGE, podman
+
+FAST_REAPER = "reap_interval = 0.3\n"
+
+
+def wait_until(predicate: Callable[[], Any], limit: float = 10.0, step: float = 0.1) -> Any:
+    """Poll ``predicate`` until truthy; returns its last value (falsy if the limit passed)."""
+    until = time.monotonic() + limit
+    while True:
+        value = predicate()
+        if value or time.monotonic() > until:
+            return value
+        time.sleep(step)
+
+
+def live_instance() -> str:
+    """An instance id whose process (this test run) is alive."""
+    return f"{os.getpid()}.{process_start_ticks(os.getpid())}.test{uuid.uuid4().hex[:4]}"
+
+
+def dead_instance() -> str:
+    """An instance id whose pid exists but with another start time: that daemon is gone."""
+    return f"{os.getpid()}.1.dead{uuid.uuid4().hex[:4]}"
+
+
+def labelled(instance: str, *, deadline: float, auto_remove: bool = True,
+             command: tuple[str, ...] = ("sleep", "60"), owner: str = OWNER_VALUE,
+             wait_exit: bool = False) -> str:
+    """Start a container carrying the daemon's labels; returns its name."""
+    name = f"reaptest-{uuid.uuid4().hex[:10]}"
+    labels = {OWNER: owner, INSTANCE: instance, REQUEST: "t", DEADLINE: f"{deadline:.3f}",
+              AUTO_REMOVE: "true" if auto_remove else "false"}
+    flags = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
+    podman("run", "-d", "--name", name, *flags, BUSYBOX_IMAGE, *command)
+    if wait_exit:
+        podman("wait", name, timeout=30)
+    return name
+
+
+def unlabelled() -> str:
+    name = f"reaptest-free-{uuid.uuid4().hex[:10]}"
+    podman("run", "-d", "--name", name, "--label", "io.example.other=1", BUSYBOX_IMAGE,
+           "sleep", "60")
+    return name
+
+
+def exists(name: str) -> bool:
+    return podman("container", "exists", name, check=False).returncode == 0
+
+
+def remove(*names: str) -> None:
+    if names:
+        podman("rm", "-f", "-t", "0", *names, check=False)
+
+
+def instance_containers(instance: str) -> list[str]:
+    out = podman("ps", "-a", "--filter", f"label={INSTANCE}={instance}",
+                 "--format", "{{.ID}}").stdout
+    return out.split()
+
+
+# --- the decision, without Podman ------------------------------------------------------
+
+def _attrs(instance: str, *, deadline: float, state: str = "running", auto_remove: bool = True,
+           owner: str = OWNER_VALUE, name: str = "c1") -> dict[str, Any]:
+    return {"Id": "id-" + name, "Names": [name], "State": state,
+            "Labels": {OWNER: owner, INSTANCE: instance, DEADLINE: str(deadline),
+                       AUTO_REMOVE: "true" if auto_remove else "false"}}
+
+
+@pytest.mark.parametrize("attrs, active, expected", [
+    (_attrs("me", deadline=50), set(), "deadline passed"),
+    (_attrs("other-live", deadline=50), set(), "deadline passed"),
+    (_attrs("me", deadline=50, owner="someone-else"), set(), None),
+    ({"Id": "x", "State": "exited", "Labels": {}}, set(), None),
+    (_attrs("gone", deadline=500), set(), "instance gone"),
+    (_attrs("other-live", deadline=500, state="exited"), set(), None),
+    (_attrs("me", deadline=500, state="running"), set(), None),
+    (_attrs("me", deadline=500, state="exited"), set(), "exited, uncollected"),
+    (_attrs("me", deadline=500, state="exited"), {"c1"}, None),
+    (_attrs("me", deadline=500, state="exited"), {"id-c1"}, None),
+    (_attrs("me", deadline=500, state="exited", auto_remove=False), set(), None),
+])
+def test_verdict(attrs: dict[str, Any], active: set[str], expected: str | None) -> None:
+    assert verdict(attrs, now=100.0, own_instance="me", active=active,
+                   alive=lambda instance: instance != "gone") == expected
+
+
+# --- real Podman, containers made by hand ----------------------------------------------
+
+def test_startup_pass_reaps_dead_instances_and_expired_deadlines(
+        make_daemon: Callable[..., DaemonProcess]) -> None:
+    future, past = time.time() + 600, time.time() - 60
+    doomed = [labelled(dead_instance(), deadline=future),  # its daemon was SIGKILLed
+              labelled(dead_instance(), deadline=future, command=("true",), wait_exit=True),
+              labelled(live_instance(), deadline=past)]  # a live daemon, but past deadline
+    spared = [labelled(live_instance(), deadline=future),  # another live daemon's work
+              labelled(dead_instance(), deadline=past, owner="not-podman-rpc"),
+              unlabelled()]
+    try:
+        daemon = make_daemon("reap_interval = 0\n")  # startup pass only
+        # The startup pass runs before the daemon serves, so by now it is done.
+        left = [name for name in doomed if exists(name)]
+        assert left == [], f"startup pass left {left}: {daemon.log()}"
+        assert all(exists(name) for name in spared)
+        assert '"reaped container"' in daemon.log()
+    finally:
+        remove(*doomed, *spared)
+
+
+def test_periodic_pass_removes_only_uncollected_results_of_its_own_instance(
+        make_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = make_daemon(FAST_REAPER)
+    with daemon.connect() as conn:
+        instance = conn.call("status")["instance_id"]
+        assert conn.call("status")["containers_reaped"] == 0
+        future = time.time() + 600
+        uncollected = [labelled(instance, deadline=future, command=("true",), wait_exit=True)
+                       for _ in range(2)]
+        kept = [labelled(instance, deadline=future, command=("true",), wait_exit=True,
+                         auto_remove=False),  # the caller asked to keep it
+                labelled(instance, deadline=future),  # still running: not ours to judge
+                unlabelled()]
+        try:
+            assert wait_until(lambda: not any(exists(n) for n in uncollected)), daemon.log()
+            # Only this daemon may reap these (its instance is alive, deadlines far
+            # away), so its counter is exact even with other daemons on the host.
+            assert wait_until(lambda: conn.call("status")["containers_reaped"] == 2)
+            assert all(exists(name) for name in kept)
+        finally:
+            remove(*uncollected, *kept)
+
+
+def test_periodic_pass_kills_any_instance_past_its_deadline(
+        make_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = make_daemon(FAST_REAPER)
+    soon = labelled(live_instance(), deadline=time.time() + 1.0)
+    later = labelled(live_instance(), deadline=time.time() + 600)
+    try:
+        assert exists(soon)
+        assert wait_until(lambda: not exists(soon), limit=15), daemon.log()
+        assert exists(later)
+    finally:
+        remove(soon, later)
+
+
+# --- the issue's scenario: SIGKILL mid-run, restart --------------------------------------
+
+def test_sigkilled_daemon_leaves_no_containers_after_restart(
+        make_daemon: Callable[..., DaemonProcess]) -> None:
+    config = "lanes = { run = { cap = 10, queue = 10 } }\n"
+    first = make_daemon(config)
+    with first.connect() as conn:
+        instance = conn.call("status")["instance_id"]
+    connections = [first.connect() for _ in range(10)]
+    try:
+        for index, connection in enumerate(connections):
+            connection.send({"jsonrpc": "2.0", "id": index, "method": "run",
+                             "params": {"image": BUSYBOX_IMAGE, "command": ["sleep", "120"],
+                                        "timeout": 120}})
+        running = wait_until(lambda: len(instance_containers(instance)) == 10, limit=60)
+        assert running, f"runs did not start: {instance_containers(instance)} {first.log()}"
+        first.kill()  # SIGKILL: no cleanup of any kind
+    finally:
+        for connection in connections:
+            connection.close()
+    assert len(instance_containers(instance)) == 10  # nothing cleaned them up...
+    started = time.monotonic()
+    second = make_daemon(config)
+    left = wait_until(lambda: not instance_containers(instance),
+                      limit=max(0.0, 10 - (time.monotonic() - started)))
+    remaining = instance_containers(instance)
+    remove(*remaining)
+    assert left and not remaining, f"left behind: {remaining}: {second.log()}"
