@@ -1,0 +1,254 @@
+"""The asyncio client: one persistent connection, any number of calls in flight on it.
+
+Cancelling a call (``task.cancel()``, ``asyncio.timeout``) sends
+``$/cancelRequest`` for its id, so the daemon stops the work (a ``run``'s
+container is killed and removed). ``stream()`` gives ``$/progress`` as an async
+iterator. The Dart package follows this file line by line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
+
+from clients._core import (ConnectionLost, Progress, ProgressCallback, Router, Waiter,
+                           default_socket, encode_cancel, encode_notification,
+                           encode_request, outcome, prepare_params, unwrap,
+                           with_registry_methods)
+from protocol.registry import METHODS, MethodSpec
+
+Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter, Any]]]
+
+
+class _Session:
+    """One live connection and the task that reads its replies."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 process: Any) -> None:
+        self.reader, self.writer, self.process = reader, writer, process
+        self.router = Router()
+        self.alive = True
+        self.task = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        reason = "the daemon closed the connection"
+        try:
+            while data := await self.reader.read(1 << 16):
+                self.router.feed(data)
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            reason = f"connection error: {exc}"
+        finally:
+            self.alive = False
+            self.router.fail_all(reason)
+
+    async def send(self, data: bytes, waiters: dict[Any, Waiter]) -> None:
+        if not self.alive or self.writer.is_closing():
+            self.alive = False
+            raise self.router.lost("the connection is closed")
+        self.router.waiters.update(waiters)
+        try:
+            self.writer.write(data)  # one write per message: lines never interleave
+            await self.writer.drain()
+        except OSError:
+            self.alive = False
+            for key in waiters:
+                self.router.waiters.pop(key, None)
+            raise
+
+    def send_nowait(self, data: bytes) -> None:
+        """Used from cancellation, where awaiting is not possible."""
+        if self.alive and not self.writer.is_closing():
+            self.writer.write(data)
+
+    async def close(self) -> None:
+        self.alive = False
+        if self.process is not None and self.writer.can_write_eof():
+            self.writer.write_eof()  # the bridge half-closes; the daemon answers and closes
+        self.writer.close()
+        try:
+            await asyncio.wait_for(self.task, 5)
+        except (asyncio.TimeoutError, asyncio.CancelledError, OSError):
+            self.task.cancel()
+        if self.process is not None:
+            try:
+                await asyncio.wait_for(self.process.wait(), 5)
+            except asyncio.TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+def _settler(future: asyncio.Future[Any]) -> Callable[[Any], None]:
+    def settle(reply: Any) -> None:
+        if future.done():
+            return
+        if isinstance(reply, BaseException):
+            future.set_exception(reply)
+        else:
+            future.set_result(reply)
+    return settle
+
+
+@with_registry_methods
+class AsyncClient:
+    """Asyncio client; typed methods (``await client.run(image=...)``) come from the registry.
+
+    ``timeout`` (seconds, default none) bounds each wait on the client side; past it
+    the request is cancelled with ``$/cancelRequest`` and TimeoutError is raised.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *,
+                 timeout: float | None = None) -> None:
+        target = str(path) if path is not None else default_socket()
+        self.path: str | None = target
+
+        async def open_socket() -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Any]:
+            reader, writer = await asyncio.open_unix_connection(target)
+            return reader, writer, None
+
+        self._open: Opener = open_socket
+        self.timeout = timeout
+        self._session: _Session | None = None
+        self._connect_lock: asyncio.Lock | None = None
+        self._ids = itertools.count(1)
+
+    @classmethod
+    def bridge(cls, argv: Sequence[str], *, timeout: float | None = None) -> AsyncClient:
+        """Speak over a command's stdin/stdout, e.g. ``["ssh", "host", "podman-rpc", "bridge"]``."""
+        client = cls(os.devnull, timeout=timeout)
+        client.path = None
+
+        async def open_bridge() -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Any]:
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            assert process.stdout is not None and process.stdin is not None
+            return process.stdout, process.stdin, process
+
+        client._open = open_bridge
+        return client
+
+    # --- connection ---------------------------------------------------------------
+    async def connect(self) -> AsyncClient:
+        await self._live()
+        return self
+
+    async def _live(self) -> _Session:
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            if self._session is None or not self._session.alive:
+                if self._session is not None:
+                    await self._session.close()
+                self._session = _Session(*await self._open())
+            return self._session
+
+    async def _send(self, data: bytes, waiters: dict[Any, Waiter]) -> _Session:
+        """Send, reconnecting once if the daemon went away (it restarted, or idled out)."""
+        session = await self._live()
+        try:
+            await session.send(data, waiters)
+        except (OSError, ConnectionLost):
+            session = await self._live()
+            await session.send(data, waiters)
+        return session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- calls --------------------------------------------------------------------
+    async def request(self, method: str, params: dict[str, Any] | None = None, *,
+                      on_progress: ProgressCallback | None = None,
+                      timeout: float | None = None) -> Any:
+        """Send one request and await its result; errors raise, cancelling cancels it."""
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        session = await self._send(encode_request(request_id, method, params),
+                                   {request_id: Waiter(_settler(future), on_progress)})
+        wait = timeout if timeout is not None else self.timeout
+        try:
+            async with asyncio.timeout(wait):
+                reply = await future
+        except (asyncio.CancelledError, TimeoutError):
+            if not future.done():
+                session.router.waiters.pop(request_id, None)
+                session.send_nowait(encode_cancel(request_id))
+            raise
+        return unwrap(reply)
+
+    async def call(self, method: str, /, **params: Any) -> Any:
+        """``await client.call("ping")``: any method by name, not validated here."""
+        return await self.request(method, params or None)
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        await self._send(encode_notification(method, params), {})
+
+    async def batch(self, calls: Iterable[tuple[str, dict[str, Any] | None]]) -> list[Any]:
+        """Send several requests as one JSON-RPC batch; each result or exception, in order."""
+        entries = [(next(self._ids), method, params) for method, params in calls]
+        if not entries:
+            return []
+        loop = asyncio.get_running_loop()
+        futures = {rid: loop.create_future() for rid, _, _ in entries}
+        lines = b",".join(encode_request(rid, m, p)[:-1] for rid, m, p in entries)
+        await self._send(b"[" + lines + b"]\n",
+                         {rid: Waiter(_settler(futures[rid])) for rid, _, _ in entries})
+        replies = await asyncio.gather(*futures.values(), return_exceptions=True)
+        return [r if isinstance(r, BaseException) else outcome(r) for r in replies]
+
+    def stream(self, method: str, /, **params: Any) -> Call:
+        """Start a call with ``progress`` on: iterate it for Progress, await it for the result."""
+        spec = METHODS.get(method)
+        if spec is not None and "progress" not in spec._by_name:
+            raise TypeError(f"{method} sends no progress notifications")
+        return Call(self, method, {**params, "progress": True})
+
+    async def _typed(self, spec: MethodSpec, params: dict[str, Any],
+                     on_progress: ProgressCallback | None) -> Any:
+        return await self.request(spec.name, prepare_params(spec, params, on_progress) or None,
+                                  on_progress=on_progress)
+
+
+class Call:
+    """A call in flight with its progress: ``async for p in call`` then ``await call``.
+
+    Progress always arrives before the reply, so iteration ends once every line
+    has been yielded and the reply is in; ``cancel()`` sends ``$/cancelRequest``.
+    """
+
+    def __init__(self, client: AsyncClient, method: str, params: dict[str, Any]) -> None:
+        self._queue: asyncio.Queue[Progress] = asyncio.Queue()
+        self.task = asyncio.ensure_future(
+            client.request(method, params, on_progress=self._queue.put_nowait))
+
+    def __aiter__(self) -> AsyncIterator[Progress]:
+        return self
+
+    async def __anext__(self) -> Progress:
+        while True:
+            if not self._queue.empty():
+                return self._queue.get_nowait()
+            if self.task.done():
+                raise StopAsyncIteration
+            getter = asyncio.ensure_future(self._queue.get())
+            try:
+                await asyncio.wait({getter, self.task}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not getter.done():
+                    getter.cancel()
+            if not getter.cancelled():
+                return getter.result()
+
+    def cancel(self) -> None:
+        self.task.cancel()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.task.__await__()
