@@ -1,0 +1,127 @@
+"""Cases 1-3: ping, a daemon-local method, pipelined throughput, ps and images."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from bench.clients import (LineClient, RestClient, pipelined_throughput, request_line,
+                           time_calls, time_rest)
+from bench.stats import Measurement
+
+OLDWAY = Path(__file__).resolve().with_name("oldway_client.py")
+API = "/v4.0.0/libpod"
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How many samples each case takes (full run, or ``--quick``)."""
+
+    ping: int
+    oldway: int
+    local: int
+    pipelined: int  # requests on one connection
+    pipelined_reps: int
+    fanout_conns: int
+    fanout_each: int
+    listing: int
+    run: int
+    cli_run: int
+    run_total: int
+    run_conns: int
+    idle_conns: int
+    soak: int
+    cold_runs: int
+
+
+FULL = Counts(ping=2000, oldway=20, local=5000, pipelined=1000, pipelined_reps=5,
+              fanout_conns=50, fanout_each=200, listing=500, run=50, cli_run=20,
+              run_total=200, run_conns=20, idle_conns=1000, soak=100_000, cold_runs=5)
+QUICK = Counts(ping=200, oldway=3, local=300, pipelined=1000, pipelined_reps=1,
+               fanout_conns=50, fanout_each=20, listing=50, run=5, cli_run=3,
+               run_total=20, run_conns=5, idle_conns=200, soak=5000, cold_runs=1)
+
+
+def time_oldway(podman_socket: Path, args: list[str], count: int) -> list[float]:
+    """Wall time of whole old-style client processes."""
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, str(OLDWAY), "--socket", str(podman_socket), *args],
+                              capture_output=True)
+        samples.append(time.perf_counter() - start)
+        if done.returncode != 0 or not orjson.loads(done.stdout).get("success"):
+            raise RuntimeError(f"old-way {args} failed: {done.stderr.decode()[-500:]}")
+    return samples
+
+
+def ping_cases(daemon_socket: Path, podman_socket: Path, n: Counts) -> list[Measurement]:
+    client = LineClient(daemon_socket)
+    rest = RestClient(podman_socket)
+    try:
+        rows = [Measurement("ping", "daemon ping (persistent connection)",
+                            time_calls(client, request_line("ping"), n.ping)),
+                Measurement("ping", "raw REST HEAD _ping (kept-alive)",
+                            time_rest(rest, "HEAD", f"{API}/_ping", n.ping)),
+                Measurement("ping", "raw REST GET /_ping (kept-alive)",
+                            time_rest(rest, "GET", "/_ping", n.ping))]
+    finally:
+        client.close()
+        rest.close()
+    rows.append(Measurement("ping", "old way: process per call (podman-py)",
+                            time_oldway(podman_socket, ["ping"], n.oldway)))
+    return rows
+
+
+def local_cases(daemon_socket: Path, line_socket: Path, n: Counts) -> list[Measurement]:
+    rows = []
+    for subject, path in (("daemon", daemon_socket), ("line server", line_socket)):
+        client = LineClient(path)
+        try:
+            rows.append(Measurement("local", f"{subject} status round trip",
+                                    time_calls(client, request_line("status"), n.local)))
+        finally:
+            client.close()
+    return rows
+
+
+def throughput_cases(daemon_socket: Path, line_socket: Path, n: Counts) -> list[Measurement]:
+    rows = []
+    for subject, path in (("daemon", daemon_socket), ("line server", line_socket)):
+        one = [pipelined_throughput(path, "status", n.pipelined) for _ in range(n.pipelined_reps)]
+        rows.append(Measurement("throughput", f"{subject}: {n.pipelined} pipelined, 1 conn",
+                                value=sorted(one)[len(one) // 2], unit="req/s",
+                                note=f"median of {n.pipelined_reps}"))
+        many = [pipelined_throughput(path, "status", n.fanout_each, n.fanout_conns)
+                for _ in range(n.pipelined_reps)]
+        rows.append(Measurement("throughput",
+                                f"{subject}: {n.fanout_conns} conns x {n.fanout_each} pipelined",
+                                value=sorted(many)[len(many) // 2], unit="req/s",
+                                note=f"median of {n.pipelined_reps}"))
+    return rows
+
+
+def listing_cases(daemon_socket: Path, podman_socket: Path, n: Counts) -> list[Measurement]:
+    client = LineClient(daemon_socket)
+    rest = RestClient(podman_socket)
+    rows = []
+    try:
+        for method, endpoint in (("ps", "/containers/json?all=true"),
+                                 ("images", "/images/json")):
+            params = {"all": True} if method == "ps" else None
+            rows.append(Measurement(method, f"daemon {method}",
+                                    time_calls(client, request_line(method, params), n.listing)))
+            rows.append(Measurement(method, f"raw REST GET {API}{endpoint.split('?')[0]}",
+                                    time_rest(rest, "GET", API + endpoint, n.listing)))
+            old_args = [method, "--all"] if method == "ps" else [method]
+            rows.append(Measurement(method, f"old way: process per call ({method})",
+                                    time_oldway(podman_socket, old_args, n.oldway)))
+    finally:
+        client.close()
+        rest.close()
+    return rows

@@ -1,0 +1,208 @@
+"""``python -m bench``: every case side by side in one run; markdown tables on stdout.
+
+    python -m bench [--quick] [--plot latency.png] [--results bench/RESULTS.md]
+                    [--only ping,local,throughput,listing,run,memory,cold]
+
+It starts its own Podman service, daemon and line server (see bench/rig.py)
+and stops them at the end. A case that fails is reported in the table and
+makes the exit status 1; a method the daemon does not implement yet is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import orjson
+
+from bench import cases_resources, cases_rpc, cases_run
+from bench.clients import LineClient, NotImplementedByDaemon
+from bench.rig import BenchRig, raise_nofile
+from bench.stats import (Measurement, Ratio, absolute, measurements_table, ratio,
+                         ratio_table)
+
+CASES = ("ping", "local", "throughput", "listing", "run", "memory", "cold")
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    podman = subprocess.run(["podman", "--version"], capture_output=True, text=True).stdout.strip()
+    return (f"{os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, "
+            f"Python {platform.python_version()}, {podman or 'podman ?'}")
+
+
+def find(rows: list[Measurement], case: str, prefix: str) -> Measurement | None:
+    return next((r for r in rows if r.case == case and r.subject.startswith(prefix)
+                 and not math.isnan(r.p50)), None)
+
+
+def quotient(a: Measurement | None, b: Measurement | None) -> float | None:
+    if a is None or b is None or not b.p50:
+        return None
+    return a.p50 / b.p50
+
+
+def ratios(rows: list[Measurement]) -> list[Ratio]:
+    ping = find(rows, "ping", "daemon ping")
+    rest = find(rows, "ping", "raw REST HEAD")
+    local, line = find(rows, "local", "daemon"), find(rows, "local", "line server")
+    run, cli = find(rows, "run", "daemon"), find(rows, "run", "podman run")
+    run_tp, cli_tp = find(rows, "run throughput", "daemon"), find(rows, "run throughput", "podman")
+    idle = next((r for r in rows if r.case == "memory" and "idle connections" in r.subject), None)
+    before = find(rows, "memory", "daemon RSS before")
+    after = find(rows, "memory", "daemon RSS after")
+    cold = find(rows, "cold start", "socket-activated")
+    out = [
+        ratio("old per-call ping p50 / daemon ping p50", quotient(find(rows, "ping", "old way"), ping),
+              ">= 200x", lambda v: v >= 200),
+        ratio("daemon ping p50 / raw REST _ping p50", quotient(ping, rest), "<= 3x",
+              lambda v: v <= 3),
+        ratio("daemon status p50 / line server p50", quotient(local, line), "<= 2x",
+              lambda v: v <= 2),
+    ]
+    for label in ("pipelined, 1 conn", "conns x"):
+        d = next((r for r in rows if r.case == "throughput" and r.subject.startswith("daemon")
+                  and label in r.subject), None)
+        b = next((r for r in rows if r.case == "throughput" and r.subject.startswith("line")
+                  and label in r.subject), None)
+        name = "1 connection" if "1 conn" in label else "50 connections"
+        out.append(ratio(f"pipelined throughput, {name}: daemon / line server", quotient(d, b),
+                         ">= 0.5x", lambda v: v >= 0.5))
+    out += [
+        ratio("daemon run p50 / podman run --rm p50", quotient(run, cli), "<= 1.0x (aim 0.8x)",
+              lambda v: v <= 1.0),
+        ratio("run throughput: daemon / podman CLI", quotient(run_tp, cli_tp), ">= 0.9x",
+              lambda v: v >= 0.9),
+        absolute("daemon RSS with idle connections", idle.p50 if idle else None, "MB",
+                 "<= 80 MB", lambda v: v <= 80,
+                 why_missing=idle.note if idle else ""),
+        absolute("daemon RSS growth over the request soak",
+                 after.p50 - before.p50 if after and before else None, "MB", "<= 5 MB",
+                 lambda v: v <= 5),
+        absolute("cold start: connect -> first reply (p50)", cold.p50 if cold else None, "s",
+                 "<= 0.5 s", lambda v: v <= 0.5),
+    ]
+    if idle is not None and "allows only" in idle.note:
+        out[-3].shown += f" ({idle.note})"
+    return out
+
+
+def plot(rows: list[Measurement], path: Path) -> None:
+    """CDFs of every case's latency samples, daemon against its baselines (log time axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = [c for c in dict.fromkeys(r.case for r in rows)
+             if any(r.case == c and len(r.samples) > 1 for r in rows)]
+    fig, axes = plt.subplots(len(cases), 1, figsize=(9, 2.6 * max(len(cases), 1)), squeeze=False)
+    for ax, case in zip(axes[:, 0], cases):
+        for row in rows:
+            if row.case == case and len(row.samples) > 1:
+                xs = sorted(s * 1000 for s in row.samples)
+                ys = [(i + 1) / len(xs) for i in range(len(xs))]
+                ax.step(xs, ys, where="post", label=f"{row.subject} (p50 {row.p50 * 1000:.3g} ms)")
+        ax.set_xscale("log")
+        ax.set_title(case)
+        ax.set_xlabel("latency (ms, log scale)")
+        ax.set_ylabel("fraction")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def guarded(rows: list[Measurement], failures: list[str], case: str,
+            fn: Callable[[], list[Measurement]]) -> None:
+    started = time.perf_counter()
+    try:
+        rows.extend(fn())
+    except NotImplementedByDaemon as exc:
+        rows.append(Measurement(case, "skipped", note=str(exc)))
+    except Exception as exc:  # noqa: BLE001 - one failed case must not hide the others
+        traceback.print_exc(file=sys.stderr)
+        failures.append(f"{case}: {exc}")
+        rows.append(Measurement(case, "FAILED", note=str(exc)[:200].replace("|", "/")))
+    print(f"bench: {case} done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts, for CI (< 60 s)")
+    parser.add_argument("--plot", type=Path, help="write a PNG of the latency distributions")
+    parser.add_argument("--results", type=Path, help="also write the tables to this file")
+    parser.add_argument("--only", help="comma-separated cases: " + ",".join(CASES))
+    parser.add_argument("--json", type=Path, help="also dump every measurement as JSON")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else set(CASES)
+    unknown = only - set(CASES)
+    if unknown:
+        parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
+    n = cases_rpc.QUICK if args.quick else cases_rpc.FULL
+    soft, hard = raise_nofile(n.idle_conns + 512)  # before any child starts: they inherit it
+    rows: list[Measurement] = []
+    failures: list[str] = []
+    began = time.perf_counter()
+    rig = BenchRig()
+    try:
+        rig.start()
+        assert rig.daemon is not None
+        dsock, psock = rig.daemon.socket_path, rig.podman.socket_path
+        if only & {"local", "throughput"}:
+            probe = LineClient(dsock)
+            status = probe.call("status")
+            probe.close()
+            result_file = rig.directory / "status.json"
+            result_file.write_bytes(orjson.dumps(status))
+            rig.start_line_server(result_file)
+        line_sock = rig.line.socket_path if rig.line else Path("/nonexistent")
+        plan: list[tuple[str, Callable[[], list[Measurement]]]] = [
+            ("ping", lambda: cases_rpc.ping_cases(dsock, psock, n)),
+            ("local", lambda: cases_rpc.local_cases(dsock, line_sock, n)),
+            ("throughput", lambda: cases_rpc.throughput_cases(dsock, line_sock, n)),
+            ("listing", lambda: cases_rpc.listing_cases(dsock, psock, n)),
+            ("run", lambda: cases_run.run_latency(dsock, psock, rig.image, n.run, n.cli_run,
+                                                  n.oldway)),
+            ("run", lambda: cases_run.run_throughput(dsock, rig.image, n.run_total, n.run_conns)),
+            ("memory", lambda: cases_resources.idle_connections(dsock, rig.daemon_pid,
+                                                                n.idle_conns)),
+            ("memory", lambda: cases_resources.soak(dsock, rig.daemon_pid, n.soak)),
+            ("cold", lambda: cases_resources.cold_start(psock, n.cold_runs)),
+        ]
+        for case, fn in plan:
+            if case in only:
+                guarded(rows, failures, case, fn)
+    finally:
+        rig.close()
+    header = (f"podman-rpc bench, {'quick' if args.quick else 'full'} run, "
+              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+              f"{time.perf_counter() - began:.0f} s\n\nMachine: {machine()}; "
+              f"RLIMIT_NOFILE {soft}/{hard}.\n")
+    report = (header + "\n" + measurements_table(rows) + "\n\nTargets (issue 8), same run:\n\n"
+              + ratio_table(ratios(rows)) + "\n")
+    print(report)
+    if args.results:
+        args.results.write_text(report)
+    if args.json:
+        from bench.stats import as_dict
+
+        args.json.write_bytes(orjson.dumps(as_dict(rows), option=orjson.OPT_INDENT_2))
+    if args.plot:
+        plot(rows, args.plot)
+        print(f"bench: wrote {args.plot}", file=sys.stderr)
+    if failures:
+        print("bench: failed cases: " + "; ".join(failures), file=sys.stderr)
+        return 1
+    return 0
