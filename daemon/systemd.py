@@ -1,77 +1,124 @@
-"""systemd integration without libsystemd: socket activation and sd_notify."""
+"""systemd integration without libsystemd: socket activation and sd_notify.
+
+Both follow the documented environment protocols (sd_listen_fds(3),
+sd_notify(3)), so the daemon needs no C library and works the same under
+systemd, ``systemd-socket-activate`` or any manager that speaks them.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
 import stat
+from typing import MutableMapping
 
 import structlog
 
 log = structlog.get_logger("podman_rpc.systemd")
 
 SD_LISTEN_FDS_START = 3
+# FileDescriptorName= defaults to the socket unit's name, suffix included.
+FD_NAMES = ("podman-rpc", "podman-rpc.socket")
 
 
-def activation_socket(environ: dict[str, str] | None = None) -> socket.socket | None:
-    """The socket systemd passed us, or None when not socket-activated.
+def _is_unix_stream(fd: int) -> bool:
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            return False
+        probe = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return False
+    try:
+        return probe.family == socket.AF_UNIX and probe.type == socket.SOCK_STREAM
+    finally:
+        probe.close()
 
-    Follows sd_listen_fds(3): only when LISTEN_PID is our pid; prefers the fd
-    named ``podman-rpc`` in LISTEN_FDNAMES, else fd 3. The LISTEN_* variables are
-    cleared so that children (the embedded Podman) do not inherit them.
+
+def activation_socket(environ: MutableMapping[str, str] | None = None) -> socket.socket | None:
+    """The listening socket systemd passed us, or None when not socket-activated.
+
+    Only when LISTEN_PID is our pid (the variables may have leaked from a parent).
+    Prefers the fd named ``podman-rpc``/``podman-rpc.socket`` in LISTEN_FDNAMES,
+    else the first passed fd. The LISTEN_* variables are always cleared so that
+    children (the embedded Podman) do not inherit them; other passed fds are made
+    close-on-exec for the same reason. Raises RuntimeError if the chosen fd is not
+    a unix stream socket: serving JSON lines on anything else would be wrong.
     """
     env = os.environ if environ is None else environ
+    raw_pid, raw_count = env.pop("LISTEN_PID", ""), env.pop("LISTEN_FDS", "")
+    names = env.pop("LISTEN_FDNAMES", "").split(":")
     try:
-        pid = int(env.get("LISTEN_PID", ""))
-        count = int(env.get("LISTEN_FDS", ""))
+        pid, count = int(raw_pid), int(raw_count)
     except ValueError:
         return None
-    names = env.get("LISTEN_FDNAMES", "").split(":")
-    for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-        env.pop(key, None)
     if pid != os.getpid() or count < 1:
         return None
-    index = names.index("podman-rpc") if "podman-rpc" in names[:count] else 0
-    fd = SD_LISTEN_FDS_START + index
-    if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-        raise RuntimeError(f"activation fd {fd} is not a socket")
-    sock = socket.socket(fileno=fd)
-    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
-        sock.detach()
+    named = [i for i, name in enumerate(names[:count]) if name in FD_NAMES]
+    fd = SD_LISTEN_FDS_START + (named[0] if named else 0)
+    if not _is_unix_stream(fd):
         raise RuntimeError(f"activation fd {fd} is not a unix stream socket")
     for other in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count):
         if other != fd:
-            os.set_inheritable(other, False)
+            try:
+                os.set_inheritable(other, False)
+            except OSError:
+                pass
+    os.set_inheritable(fd, False)
+    sock = socket.socket(fileno=fd)
     sock.setblocking(False)
     return sock
 
 
 class Notifier:
-    """sd_notify(3) over the NOTIFY_SOCKET datagram socket; a no-op when unset."""
+    """sd_notify(3) over the NOTIFY_SOCKET datagram socket; a no-op when unset.
 
-    def __init__(self, environ: dict[str, str] | None = None) -> None:
+    NOTIFY_SOCKET and WATCHDOG_* are removed from the environment so that the
+    embedded Podman service never reports to systemd in our name.
+    """
+
+    def __init__(self, environ: MutableMapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         address = env.pop("NOTIFY_SOCKET", "")
-        self.watchdog_usec = int(env.get("WATCHDOG_USEC", "0") or 0)
-        watchdog_pid = env.get("WATCHDOG_PID")
-        if watchdog_pid and watchdog_pid != str(os.getpid()):
+        raw_usec = env.pop("WATCHDOG_USEC", "")
+        watchdog_pid = env.pop("WATCHDOG_PID", "")
+        try:
+            self.watchdog_usec = max(0, int(raw_usec or 0))
+        except ValueError:
             self.watchdog_usec = 0
+        if watchdog_pid and watchdog_pid != str(os.getpid()):
+            self.watchdog_usec = 0  # the watchdog is meant for another process
         self._address = "\0" + address[1:] if address.startswith("@") else address
         self._sock: socket.socket | None = None
         if self._address:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.last_status: str | None = None
 
     @property
     def enabled(self) -> bool:
         return self._sock is not None
 
+    @property
+    def watchdog_interval(self) -> float | None:
+        """Seconds between WATCHDOG=1 pings: half of WATCHDOG_USEC, as sd_watchdog_enabled(3) advises."""
+        if not self.enabled or self.watchdog_usec <= 0:
+            return None
+        return self.watchdog_usec / 2 / 1_000_000
+
     def notify(self, *fields: str) -> None:
+        """Send one datagram of newline-separated ``KEY=VALUE`` fields; never raises."""
         if self._sock is None:
             return
         try:
             self._sock.sendto("\n".join(fields).encode(), self._address)
         except OSError as exc:
             log.warning("sd_notify failed", error=str(exc))
+
+    def status(self, line: str) -> None:
+        """``STATUS=`` with a one-line summary, sent only when it changed."""
+        line = " ".join(line.split())
+        if line != self.last_status:
+            self.last_status = line
+            self.notify(f"STATUS={line}")
 
     def close(self) -> None:
         if self._sock is not None:

@@ -1,0 +1,143 @@
+"""Cold start under socket activation: time from connect to the first ``ping`` reply.
+
+Each run puts ``podman-rpc serve`` behind ``systemd-socket-activate`` on a fresh
+socket, connects (which makes systemd-socket-activate exec the daemon), sends
+``ping`` and times the reply; then a ``ping`` on a second connection to the now
+warm process, for comparison. The daemon is stopped before the next run, so
+every run pays the full interpreter start and import cost.
+
+Standalone on purpose (the benchmark harness calls it as a script)::
+
+    python bench/coldstart.py --runs 10 [--podman-socket PATH] [--json]
+
+Without ``--podman-socket`` it starts a private ``podman system service`` with
+``CONTAINERS_CONF`` from the test rig, as the tests do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.rig.podman import PodmanService, podman_env  # noqa: E402
+
+
+def serve_command(sock_dir: Path, podman_socket: Path, extra: list[str]) -> list[str]:
+    """The console script when installed next to this Python, else ``python -m daemon``."""
+    script = Path(sys.executable).with_name("podman-rpc")
+    base = [str(script), "serve"] if script.exists() else [sys.executable, "-m", "daemon"]
+    config = sock_dir / "daemon.toml"
+    config.write_text(f'[daemon]\nruntime_dir = "{sock_dir / "run"}"\nembedded_podman = false\n')
+    return [*base, "--podman-socket", str(podman_socket), "--config", str(config), *extra]
+
+
+def ping(sock: socket.socket) -> dict:
+    sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n')
+    buffer = b""
+    while b"\n" not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("daemon closed the connection without a reply")
+        buffer += chunk
+    return json.loads(buffer.split(b"\n", 1)[0])
+
+
+def one_run(podman_socket: Path, extra: list[str]) -> tuple[float, float]:
+    """(cold, warm) seconds from connect to the ``ping`` reply."""
+    with tempfile.TemporaryDirectory(prefix="prpc-cold-") as tmp:
+        directory = Path(tmp)
+        path = directory / "rpc.sock"
+        env = podman_env()
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        log = open(directory / "daemon.log", "wb")
+        activator = subprocess.Popen(
+            ["systemd-socket-activate", "-l", str(path), "--",
+             *serve_command(directory, podman_socket, extra)],
+            env=env, stdout=log, stderr=log, cwd=REPO)
+        try:
+            until = time.monotonic() + 10
+            while not path.exists():
+                if time.monotonic() > until or activator.poll() is not None:
+                    raise RuntimeError("systemd-socket-activate did not listen")
+                time.sleep(0.01)
+            timings = []
+            for _ in range(2):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.settimeout(30)
+                    start = time.perf_counter()
+                    sock.connect(str(path))
+                    reply = ping(sock)
+                    timings.append(time.perf_counter() - start)
+                if reply.get("result") != "Pong":
+                    raise RuntimeError(f"ping failed: {reply}")
+            return timings[0], timings[1]
+        finally:
+            activator.send_signal(signal.SIGTERM)
+            try:
+                activator.wait(30)
+            except subprocess.TimeoutExpired:
+                activator.kill()
+                activator.wait()
+            log.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--podman-socket", type=Path)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("serve_args", nargs="*", help="extra arguments for serve (after --)")
+    args = parser.parse_args(argv)
+    if shutil.which("systemd-socket-activate") is None:
+        print("systemd-socket-activate is not installed", file=sys.stderr)
+        return 2
+    service = None
+    rig = None
+    podman_socket = args.podman_socket
+    if podman_socket is None:
+        rig = tempfile.mkdtemp(prefix="prpc-cold-podman-")
+        service = PodmanService(Path(rig))
+        service.start()
+        podman_socket = service.socket_path
+    try:
+        one_run(podman_socket, args.serve_args)  # warm the page cache, not counted
+        results = [one_run(podman_socket, args.serve_args) for _ in range(args.runs)]
+    finally:
+        if service is not None:
+            service.stop()
+        if rig is not None:
+            shutil.rmtree(rig, ignore_errors=True)
+    cold = [c for c, _ in results]
+    warm = [w for _, w in results]
+    summary = {
+        "runs": args.runs,
+        "cold_ping_s": {"median": statistics.median(cold), "min": min(cold), "max": max(cold)},
+        "warm_ping_s": {"median": statistics.median(warm), "min": min(warm), "max": max(warm)},
+        "cold_samples_s": cold,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"cold start, connect -> first ping reply over {args.runs} runs: "
+              f"median {summary['cold_ping_s']['median'] * 1000:.0f} ms, "
+              f"min {min(cold) * 1000:.0f} ms, max {max(cold) * 1000:.0f} ms")
+        print(f"second connection on the warm process: "
+              f"median {summary['warm_ping_s']['median'] * 1000:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Idle exit: leave after ``idle_timeout`` seconds with nothing to do, never mid-work.
+
+Podman's own service exited under running work twice (containers/podman
+issues 7826 and 7905: its idle timer ignored long-running calls and attached
+sessions). Here "idle" is checked from the daemon's real state each time, not
+inferred from a counter: no open connection, no request in flight or queued, no
+cleanup task running, no container of ours running. Every connection open or
+close and every finished request calls :meth:`IdleTimer.touch` (through
+``DaemonState.on_activity``), which restarts the idle period; while busy the
+timer also re-checks on its own every ``poll`` seconds, because a container can
+stop without any request finishing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+import structlog
+
+from daemon.context import DaemonState
+
+log = structlog.get_logger("podman_rpc.idle")
+
+
+def busy_reason(state: DaemonState) -> str | None:
+    """Why the daemon must not exit now, or None when it is idle."""
+    if state.connections:
+        return f"{len(state.connections)} connection(s) open"
+    if state.in_flight():
+        return f"{state.in_flight()} request(s) in flight"
+    if state.active_containers:
+        return f"{len(state.active_containers)} container(s) running"
+    if state.background:
+        return f"{len(state.background)} cleanup task(s) running"
+    return None
+
+
+class IdleTimer:
+    """Calls ``on_idle`` once the daemon has been idle for ``timeout`` seconds."""
+
+    def __init__(self, state: DaemonState, timeout: float,
+                 on_idle: Callable[[], None], poll: float = 1.0) -> None:
+        self.state = state
+        self.timeout = timeout
+        self.on_idle = on_idle
+        self.poll = min(poll, max(timeout, 0.05))
+        self.idle_since: float | None = None
+        self._handle: asyncio.Handle | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        """Begin counting; the daemon is idle from now unless work is already under way."""
+        self._reschedule(0.0)
+
+    def touch(self) -> None:
+        """Activity: the idle period, if any, starts over from the next check."""
+        if self._stopped:
+            return
+        self.idle_since = None
+        self._reschedule(0.0)
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _reschedule(self, delay: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        loop = asyncio.get_running_loop()
+        self._handle = loop.call_later(delay, self._check) if delay > 0 else loop.call_soon(self._check)
+
+    def _check(self) -> None:
+        self._handle = None
+        if self._stopped:
+            return
+        now = asyncio.get_running_loop().time()
+        if busy_reason(self.state) is not None or self.state.draining:
+            self.idle_since = None
+            self._reschedule(self.poll)
+            return
+        if self.idle_since is None:
+            self.idle_since = now
+        left = self.idle_since + self.timeout - now
+        if left > 0:
+            self._reschedule(left)
+            return
+        log.info("idle timeout reached; exiting", idle_s=round(now - self.idle_since, 3))
+        self._stopped = True
+        self.on_idle()
+
+    def rearm(self) -> None:
+        """Resume counting after an exit attempt was called off (work arrived meanwhile)."""
+        self._stopped = False
+        self.touch()
