@@ -178,7 +178,7 @@ class AsyncClient:
             async with asyncio.timeout(wait):
                 reply = await future
         except (asyncio.CancelledError, TimeoutError):
-            if not future.done():
+            if future.cancelled() or not future.done():  # awaiting it cancels it, too
                 session.router.waiters.pop(request_id, None)
                 session.send_nowait(encode_cancel(request_id))
             raise

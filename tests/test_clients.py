@@ -1,0 +1,310 @@
+"""The Python clients and the ``podman-rpc`` client commands, against a real daemon and Podman."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import orjson
+import pytest
+
+from clients import AsyncClient, Client, ConnectionLost
+from protocol import errors
+from protocol.registry import METHODS
+from tests.rig.daemon import REPO, DaemonProcess
+from tests.rig.podman import podman
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "clients.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO, env=_env())
+
+
+# --- typed methods -------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", [Client, AsyncClient])
+def test_every_registry_method_is_a_typed_method(cls: type) -> None:
+    for spec in METHODS.values():
+        fn = getattr(cls, spec.name.replace(".", "_"))
+        params = inspect.signature(fn).parameters
+        declared = {p.name: (p.required, p.default) for p in spec.params}
+        got = {name: (p.default is inspect.Parameter.empty,
+                      None if p.default is inspect.Parameter.empty else p.default)
+               for name, p in params.items() if name not in ("self", "on_progress")}
+        assert got == declared, spec.name
+        assert ("on_progress" in params) == ("progress" in declared), spec.name
+        assert fn.__doc__.strip() == spec.doc.strip()
+
+
+def test_sync_client_typed_calls(daemon: DaemonProcess, busybox: str) -> None:
+    arch = podman("info", "--format", "{{.Host.Arch}}").stdout.strip()
+    version = podman("version", "--format", "{{.Server.Version}}").stdout.strip()
+    with Client(daemon.socket_path) as client:
+        assert client.ping() == "Pong"
+        assert client.version() == version
+        assert client.info(format="{{.Host.Arch}}") == arch
+        assert client.status()["podman"]["reachable"] is True
+        names = {m["name"] for m in client.rpc_discover()["methods"]}
+        assert names == set(METHODS)
+        assert client.call("ping") == "Pong"
+
+
+def test_params_are_validated_before_anything_is_sent(tmp_path: Path) -> None:
+    # No daemon listens here: a connection attempt would raise OSError instead.
+    client = Client(tmp_path / "absent.sock")
+    with pytest.raises(errors.InvalidParams) as bad_type:
+        client.info(format=3)
+    assert bad_type.value.data == {"kind": "InvalidParams", "field": "format",
+                                   "reason": "expected string or null"}
+    with pytest.raises(errors.InvalidParams) as unknown:
+        client.ping(colour="red")
+    assert unknown.value.data["field"] == "colour"
+    with pytest.raises(errors.InvalidParams) as missing:
+        client.exists()
+    assert missing.value.data["field"] == "name"
+    with pytest.raises(TypeError):
+        client.ping(on_progress=print)  # ping has no progress to give
+    with pytest.raises(OSError):
+        client.ping()
+
+
+def test_daemon_errors_raise_protocol_classes_with_data(daemon: DaemonProcess) -> None:
+    with Client(daemon.socket_path) as client:
+        with pytest.raises(errors.MethodNotFound) as nope:
+            client.call("no.such.method")
+        assert nope.value.code == -32601 and nope.value.data["method"] == "no.such.method"
+        # The generic call does not validate: the daemon's own InvalidParams comes back.
+        with pytest.raises(errors.InvalidParams) as bad:
+            client.request("info", {"format": 3})
+        assert bad.value.data["field"] == "format"
+        assert client.ping() == "Pong"  # the connection survived both
+
+
+def test_batch_and_notification(daemon: DaemonProcess) -> None:
+    with Client(daemon.socket_path) as client:
+        client.notify("ping")  # no reply may arrive for it, and none may confuse the next call
+        results = client.batch([("ping", None), ("nope", None), ("info", {"format": "x"})])
+        assert results[0] == "Pong"
+        assert isinstance(results[1], errors.MethodNotFound)
+        assert results[2] == "x"
+        assert client.ping() == "Pong"
+
+
+# --- concurrency on one connection ---------------------------------------------------
+
+def test_sync_client_threads_share_one_connection(make_daemon) -> None:
+    daemon = make_daemon()
+    client = Client(daemon.socket_path)
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(25):
+            value = client.ping()
+            with lock:
+                results.append(value)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    pipelined = [client.submit("ping") for _ in range(100)]
+    assert [f.result(60) for f in pipelined] == ["Pong"] * 100
+    assert results == ["Pong"] * 200
+    assert client.status()["connections"] == 1
+    client.close()
+
+
+def test_async_client_many_in_flight_on_one_connection(make_daemon) -> None:
+    daemon = make_daemon()
+
+    async def main() -> None:
+        async with AsyncClient(daemon.socket_path) as client:
+            calls = [client.ping() if i % 2 else client.status() for i in range(200)]
+            results = await asyncio.gather(*calls)
+            assert results[1::2] == ["Pong"] * 100
+            assert all(r["version"] for r in results[0::2])
+            status = await client.status()
+            assert status["connections"] == 1
+            assert status["requests"]["served"]["ping"] == 100
+
+    asyncio.run(main())
+
+
+# --- reconnect ---------------------------------------------------------------------
+
+def test_sync_client_reconnects_after_daemon_restart(make_daemon) -> None:
+    daemon = make_daemon()
+    client = Client(daemon.socket_path)
+    first = client.status()["instance_id"]
+    daemon.stop()
+    with pytest.raises(OSError):  # ConnectionLost or refused: nobody listens
+        client.ping()
+    daemon.start()
+    assert client.ping() == "Pong"
+    assert client.status()["instance_id"] != first
+    client.close()
+
+
+def test_async_client_reconnects_after_daemon_restart(make_daemon) -> None:
+    daemon = make_daemon()
+
+    async def main() -> None:
+        client = AsyncClient(daemon.socket_path)
+        first = (await client.status())["instance_id"]
+        await asyncio.to_thread(daemon.stop)
+        await asyncio.to_thread(daemon.start)
+        assert await client.ping() == "Pong"
+        assert (await client.status())["instance_id"] != first
+        await client.close()
+
+    asyncio.run(main())
+
+
+def test_pending_call_fails_with_connection_lost_when_daemon_dies(make_daemon) -> None:
+    daemon = make_daemon()
+    client = Client(daemon.socket_path)
+    assert client.ping() == "Pong"
+    daemon.kill()
+    with pytest.raises(ConnectionError):
+        client.ping()
+    daemon.start()
+    assert client.ping() == "Pong"
+    assert issubclass(ConnectionLost, ConnectionError)
+    client.close()
+
+
+# --- cancellation, on the wire -------------------------------------------------------
+
+def test_cancelling_an_async_call_sends_cancel_request(tmp_path: Path) -> None:
+    """Client-side wire behaviour: a recording server that never answers."""
+    path = tmp_path / "rec.sock"
+    received: list[bytes] = []
+
+    async def main() -> None:
+        got_cancel = asyncio.Event()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while line := await reader.readline():
+                received.append(line)
+                if b"$/cancelRequest" in line:
+                    got_cancel.set()
+
+        server = await asyncio.start_unix_server(handle, str(path))
+        async with AsyncClient(path) as client:
+            task = asyncio.create_task(client.call("run", image="x"))
+            while not received:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            with pytest.raises(TimeoutError):
+                await client.request("ping", timeout=0.05)
+            await asyncio.wait_for(got_cancel.wait(), 10)
+            while len(received) < 4:
+                await asyncio.sleep(0.01)
+        server.close()
+
+    asyncio.run(main())
+    assert received == [
+        b'{"jsonrpc":"2.0","id":1,"method":"run","params":{"image":"x"}}\n',
+        b'{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":1}}\n',
+        b'{"jsonrpc":"2.0","id":2,"method":"ping"}\n',
+        b'{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":2}}\n',
+    ]
+
+
+# --- importable without the daemon's dependencies ------------------------------------
+
+def test_clients_import_and_call_without_daemon_dependencies(daemon: DaemonProcess) -> None:
+    program = textwrap.dedent(f"""
+        import sys
+        BLOCKED = ("uvloop", "podman", "structlog", "daemon", "requests")
+
+        class Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ImportError(f"blocked: {{name}}")
+                return None
+
+        sys.meta_path.insert(0, Blocker())
+        import asyncio
+        import clients
+        from clients import AsyncClient, Client
+        from clients import cli, compat
+        path = {str(daemon.socket_path)!r}
+        assert Client(path).ping() == "Pong"
+
+        async def main():
+            async with AsyncClient(path) as client:
+                return await client.version()
+        assert asyncio.run(main())
+        assert cli.main(["call", "ping", "--socket", path]) == 0
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+        assert not loaded, loaded
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                         timeout=60, cwd=REPO, env=_env())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "ok"
+
+
+# --- the command line ------------------------------------------------------------------
+
+def test_cli_call_prints_result_or_error(daemon: DaemonProcess) -> None:
+    ok = cli("call", "info", '{"format": "{{.Host.Arch}}"}', "--socket", str(daemon.socket_path))
+    assert ok.returncode == 0, ok.stderr
+    assert orjson.loads(ok.stdout) == podman("info", "--format", "{{.Host.Arch}}").stdout.strip()
+    bad = cli("call", "exists", '{"nam": "x"}', "--socket", str(daemon.socket_path))
+    assert (bad.returncode, bad.stdout) == (1, "")
+    assert orjson.loads(bad.stderr)["data"]["field"] == "nam"
+    notjson = cli("call", "ping", "{", "--socket", str(daemon.socket_path))
+    assert notjson.returncode == 2 and "not valid JSON" in notjson.stderr
+    follow = cli("call", "ping", "--follow", "--socket", str(daemon.socket_path))
+    assert (follow.returncode, orjson.loads(follow.stdout)) == (0, "Pong")
+
+
+def test_cli_unreachable_daemon(tmp_path: Path) -> None:
+    out = cli("call", "ping", "--socket", str(tmp_path / "none.sock"))
+    assert out.returncode == 2 and "cannot reach the daemon" in out.stderr
+
+
+def test_cli_methods_lists_every_method_with_params_and_docs(daemon: DaemonProcess) -> None:
+    out = cli("methods", "--socket", str(daemon.socket_path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    heads = [line for line in lines if not line.startswith(" ")]
+    assert [h.split("(")[0] for h in heads] == list(METHODS)
+    run_line = next(h for h in heads if h.startswith("run("))
+    assert "image: string" in run_line and "timeout: number = 5.0" in run_line
+    summary = lines[lines.index(run_line) + 1].strip()
+    assert summary == METHODS["run"].summary
+    as_json = cli("methods", "--json", "--socket", str(daemon.socket_path))
+    assert [m["name"] for m in orjson.loads(as_json.stdout)] == list(METHODS)
+
+
+def test_cli_describe(daemon: DaemonProcess) -> None:
+    out = cli("describe", "exists", "--socket", str(daemon.socket_path))
+    assert out.returncode == 0, out.stderr
+    assert "name: string (required)" in out.stdout
+    assert METHODS["exists"].params[0].meta.doc in out.stdout
+    assert "result: boolean" in out.stdout
+    raw = cli("describe", "run", "--json", "--socket", str(daemon.socket_path))
+    assert orjson.loads(raw.stdout) == orjson.loads(orjson.dumps(METHODS["run"].describe()))
+    missing = cli("describe", "nope", "--socket", str(daemon.socket_path))
+    assert missing.returncode == 1 and "no method 'nope'" in missing.stderr
