@@ -55,8 +55,14 @@ def translate(exc: BaseException, *, subject: str = "container") -> RpcError:
         return NotFound(_explanation(exc), kind="ImageNotFound")
     status = _status(exc)
     message = _explanation(exc)
+    lowered = message.lower()
+    if "image not known" in lowered or "no such image" in lowered:
+        return NotFound(message, kind="ImageNotFound")  # libpod create answers 500 for these
+    if status is not None and status >= 400 and "invalid signal" in lowered:
+        return InvalidParams("signal", message)  # libpod answers 500 for a bad signal name
+    if "container state improper" in lowered:
+        return Conflict(message, {"status": status})  # e.g. kill on a stopped container
     if status == 404 or isinstance(exc, podman_errors.NotFound):
-        lowered = message.lower()
         kind = "ImageNotFound" if ("image" in lowered and "container" not in lowered) else (
             "ContainerNotFound" if subject == "container" else "ImageNotFound")
         return NotFound(message, kind=kind)

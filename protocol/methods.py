@@ -177,7 +177,7 @@ class RunResult(TypedDict):
     name: str
     status: Literal["exited", "running"]
     exit_code: int | None
-    image: str
+    image: list[str]  # a list, as the old CLI printed it
     auto_remove: bool
     duration_ms: float
     stdout: Any
@@ -219,7 +219,7 @@ class ContainerSummary(TypedDict):
     id: str
     name: str
     status: str
-    image: str
+    image: list[str]  # a list, as the old CLI printed it
     created: str
 
 

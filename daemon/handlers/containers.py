@@ -1,0 +1,73 @@
+"""Container methods other than ``run``: ps, kill, rm, logs, stop, wait."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any
+
+from daemon.context import CallContext
+from daemon.handlers import implements, libpod
+from daemon.handlers import run as _run  # noqa: F401 - registers ``run``
+from daemon.handlers.output import OutputCapture
+from protocol import methods as m
+from protocol.errors import Timeout
+
+
+def _iso(value: Any) -> str:
+    """Podman gives Unix seconds in lists and RFC 3339 text elsewhere; the CLI showed text."""
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc).isoformat().replace("+00:00", "Z")
+    return str(value or "")
+
+
+def _list_containers(client: Any, all_: bool) -> list[dict[str, Any]]:
+    response = client.api.get("/containers/json", params={"all": "true" if all_ else "false"})
+    response.raise_for_status()
+    return [{"id": c.get("Id", ""), "name": (c.get("Names") or [""])[0],
+             "status": c.get("State", ""), "image": [c.get("Image", "")],
+             "created": _iso(c.get("Created"))} for c in response.json() or []]
+
+
+@implements(m.Ps)
+async def ps(ctx: CallContext, params: m.Ps) -> list[dict[str, Any]]:
+    return await ctx.pool.call(_list_containers, params.all)
+
+
+@implements(m.Kill)
+async def kill(ctx: CallContext, params: m.Kill) -> dict[str, str]:
+    await ctx.pool.call(libpod.kill, params.name, params.signal)
+    return {"container_id": params.name,
+            "message": f"Container killed with signal {params.signal}"}
+
+
+@implements(m.Rm)
+async def rm(ctx: CallContext, params: m.Rm) -> dict[str, str]:
+    await ctx.pool.call(libpod.remove, params.name, params.force)
+    return {"container_id": params.name, "message": "Container deleted successfully"}
+
+
+@implements(m.Logs)
+async def logs(ctx: CallContext, params: m.Logs) -> dict[str, str]:
+    capture = OutputCapture(ctx.config.output_cap_bytes)
+    await ctx.pool.call(libpod.logs_into, params.name, capture, False, params.tail)
+    return {"container_id": params.name, "stdout": capture.text("stdout"),
+            "stderr": capture.text("stderr")}
+
+
+@implements(m.Stop)
+async def stop(ctx: CallContext, params: m.Stop) -> dict[str, str]:
+    await ctx.pool.call(libpod.stop, params.name, params.timeout, params.timeout + 30)
+    return {"container_id": params.name, "message": "Container stopped"}
+
+
+@implements(m.Wait)
+async def wait(ctx: CallContext, params: m.Wait) -> dict[str, Any]:
+    try:
+        code = await asyncio.wait_for(
+            ctx.pool.call(libpod.wait_exit, params.name, params.timeout + 5),
+            timeout=params.timeout)
+    except TimeoutError:
+        raise Timeout(f"Container '{params.name}' did not exit within "
+                      f"{params.timeout:g}s", {"container_id": params.name}) from None
+    return {"container_id": params.name, "exit_code": code}
