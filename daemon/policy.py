@@ -35,8 +35,8 @@ JUDGED_FIELDS = frozenset({
     "cni_networks", "resource_limits", "log_configuration",
 })
 _RESOURCE_KEYS = {"memory", "cpu", "pids"}
-_MEMORY_KEYS = {"limit", "swap", "reservation", "swappiness", "kernel", "kernelTCP",
-                "disableOOMKiller", "useHierarchy"}
+_MEMORY_KEYS = {"limit", "swap", "reservation", "swappiness", "kernel", "kerneltcp",
+                "disableoomkiller", "usehierarchy"}
 _CPU_KEYS = {"quota", "period", "shares", "cpus", "mems"}
 
 # Namespace modes that stay inside the container (anything else may reach the host).
@@ -126,6 +126,16 @@ def _deny(rule: str, message: str, **data: Any) -> PolicyDenied:
     return PolicyDenied(f"Denied by policy ({rule}): {message}", {"rule": rule, **data})
 
 
+def _fold(value: Any, where: str) -> Mapping[str, Any]:
+    """Keys lower-cased, as Podman's Go decoder matches them; two spellings of one key deny."""
+    if not isinstance(value, Mapping):
+        return {}
+    folded = {str(k).lower(): v for k, v in value.items()}
+    if len(folded) != len(value):
+        raise _deny("field", f"{where} names a key twice in different case", field=where)
+    return folded
+
+
 def _present(value: Any) -> bool:
     """Podman-py drops None and empty values before posting; so do we."""
     return value is not None and not (isinstance(value, (list, dict, str)) and not value)
@@ -135,6 +145,7 @@ def check_run_spec(body: Mapping[str, Any], policy: PolicyConfig) -> None:
     """Raise PolicyDenied (``data.rule``) if the create body breaks a rule; else return."""
     if not isinstance(body, Mapping):
         raise _deny("field", "the container spec must be an object")
+    body = _fold(body, "spec")
     allowed = HARMLESS_FIELDS | JUDGED_FIELDS | set(policy.allow_fields)
     for key, value in body.items():
         if key not in allowed and _present(value) and value is not False:
@@ -149,8 +160,7 @@ def check_run_spec(body: Mapping[str, Any], policy: PolicyConfig) -> None:
     _check_ports(body, policy)
     _check_mounts(body, policy)
     _check_resources(body.get("resource_limits"), policy)
-    log_config = body.get("log_configuration")
-    if isinstance(log_config, Mapping) and _present(log_config.get("path")):
+    if _present(_fold(body.get("log_configuration"), "log_configuration").get("path")):
         raise _deny("log_path", "a host path for the container log is not allowed")
 
 
@@ -177,7 +187,7 @@ def _check_caps(caps: Any, policy: PolicyConfig) -> None:
 
 def _nsmode(value: Any) -> str:
     if isinstance(value, Mapping):
-        value = value.get("nsmode", "")
+        value = _fold(value, "nsmode").get("nsmode", "")
     return str(value or "").split(":", 1)[0].lower()
 
 
@@ -193,7 +203,7 @@ def _check_devices(devices: Any, policy: PolicyConfig) -> None:
     if not _present(devices):
         return
     for device in devices if isinstance(devices, list) else [devices]:
-        path = device.get("path") if isinstance(device, Mapping) else device
+        path = _fold(device, "devices").get("path") if isinstance(device, Mapping) else device
         path = str(path).split(":", 1)[0]
         if "*" not in policy.allow_devices and path not in policy.allow_devices:
             raise _deny("devices", f"device {path[:200]!r} is not allowed", device=path[:200])
@@ -224,7 +234,7 @@ def _check_ports(body: Mapping[str, Any], policy: PolicyConfig) -> None:
         raise _deny("ports", "published ports are not allowed")
     low, high = policy.port_range
     for mapping in mappings if isinstance(mappings, list) else []:
-        host_port = mapping.get("host_port") if isinstance(mapping, Mapping) else None
+        host_port = _fold(mapping, "portmappings").get("host_port")
         if not isinstance(host_port, int) or not low <= host_port <= high:
             raise _deny("ports", f"host port {host_port!r} is outside {low}-{high}",
                         host_port=host_port if isinstance(host_port, int) else None)
@@ -264,6 +274,7 @@ def _check_mounts(body: Mapping[str, Any], policy: PolicyConfig) -> None:
     for mount in mounts if isinstance(mounts, list) else ([mounts] if _present(mounts) else []):
         if not isinstance(mount, Mapping):
             raise _deny("mount", "a mount must be an object")
+        mount = _fold(mount, "mounts")
         kind = str(mount.get("type") or "bind").lower()
         if kind in {"tmpfs", "devpts", "ramfs"}:
             continue
@@ -276,7 +287,7 @@ def _check_mounts(body: Mapping[str, Any], policy: PolicyConfig) -> None:
         _check_host_path(str(mount.get("source") or ""), policy)
     volumes = body.get("volumes")
     for volume in volumes if isinstance(volumes, list) else ([volumes] if _present(volumes) else []):
-        name = volume.get("Name") if isinstance(volume, Mapping) else volume
+        name = _fold(volume, "volumes").get("name") if isinstance(volume, Mapping) else volume
         if isinstance(name, str) and name.startswith("/"):
             _check_host_path(name, policy)
         elif not policy.allow_named_volumes:
@@ -288,14 +299,12 @@ def _number(value: Any) -> float | None:
 
 
 def _check_resources(limits: Any, policy: PolicyConfig) -> None:
-    limits = limits if isinstance(limits, Mapping) else {}
+    limits = _fold(limits, "resource_limits")
     for key, value in limits.items():
         if key not in _RESOURCE_KEYS and _present(value):
             raise _deny("field", f"resource_limits.{str(key)[:50]} is not allowed",
                         field=f"resource_limits.{str(key)[:50]}")
-    memory = limits.get("memory") if isinstance(limits.get("memory"), Mapping) else {}
-    cpu = limits.get("cpu") if isinstance(limits.get("cpu"), Mapping) else {}
-    pids = limits.get("pids") if isinstance(limits.get("pids"), Mapping) else {}
+    memory, cpu, pids = (_fold(limits.get(k), k) for k in ("memory", "cpu", "pids"))
     for group, keys, name in ((memory, _MEMORY_KEYS, "memory"), (cpu, _CPU_KEYS, "cpu")):
         extra = [k for k, v in group.items() if k not in keys and _present(v)]
         if extra:

@@ -1,0 +1,218 @@
+"""Who may connect and what each role may call: unit checks, then a real unprivileged peer.
+
+The live tests run a client as uid 65534 with ``setpriv`` against a real daemon
+whose socket is reachable by that uid, so the kernel's SO_PEERCRED is what decides.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+import pytest
+
+from daemon.access import (READ, RUN, AccessConfig, AccessControl, access_from_mapping,
+                           peer_groups)
+from daemon.transport import Peer
+from protocol.errors import PolicyDenied
+from protocol.registry import METHODS
+from tests.rig.daemon import DaemonProcess
+from tests.rig.podman import PodmanService
+
+NOBODY = 65534
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+# --- unit: admission and roles -------------------------------------------------------------
+
+
+def test_default_admits_root_and_the_socket_group_only() -> None:
+    control = AccessControl(AccessConfig(), socket_gid=4242)
+    assert control.check(Peer(pid=1, uid=0, gid=0)) is None
+    assert control.check(Peer(pid=2 ** 22 + 7, uid=1000, gid=4242)) is None
+    refusal = control.check(Peer(pid=2 ** 22 + 7, uid=1000, gid=1000))
+    assert isinstance(refusal, PolicyDenied)
+    assert refusal.data == {"kind": "PolicyDenied", "rule": "connect", "uid": 1000}
+    assert isinstance(control.check(None), PolicyDenied)
+
+
+def test_supplementary_groups_come_from_proc_only_for_the_same_uid() -> None:
+    me = os.getpid()
+    mine = set(os.getgroups())
+    assert set(peer_groups(Peer(pid=me, uid=os.getuid(), gid=12345))) == mine | {12345}
+    # A pid whose real uid is not the peer's lends no groups (pid reuse).
+    assert peer_groups(Peer(pid=me, uid=os.getuid() + 1, gid=12345)) == {12345}
+
+
+def test_roles_uid_first_then_strongest_group_then_default() -> None:
+    config = AccessConfig(allow_uids=(0, 10, 11), uid_roles={10: READ},
+                          group_roles={500: READ, 501: RUN}, default_role=READ)
+    control = AccessControl(config, socket_gid=None)
+    dead_pid = 2 ** 22 + 11  # no /proc entry: only the primary gid counts
+    assert control.role_of(Peer(dead_pid, 10, 501)) == READ
+    assert control.role_of(Peer(dead_pid, 11, 501)) == RUN
+    assert control.role_of(Peer(dead_pid, 11, 500)) == READ
+    assert control.role_of(Peer(dead_pid, 12, 7)) == READ
+
+
+class _FakeConnection:
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+
+
+def test_read_role_may_call_exactly_the_read_methods() -> None:
+    control = AccessControl(AccessConfig(default_role=READ), socket_gid=None)
+    connection = _FakeConnection(Peer(2 ** 22 + 3, 1000, 1000))
+    allowed = set()
+    for name, spec in METHODS.items():
+        try:
+            control.authorize(connection, spec)  # type: ignore[arg-type]
+            allowed.add(name)
+        except PolicyDenied as denied:
+            assert denied.data["rule"] == "role" and denied.data["method"] == name
+    assert allowed == {"ping", "version", "info", "images", "exists", "inspect", "ps", "logs",
+                       "status", "rpc.discover"}
+
+
+def test_config_resolves_names_and_rejects_bad_values() -> None:
+    config = access_from_mapping({"allow_uids": ["nobody", 0, "1000"],
+                                  "allow_groups": ["nogroup"],
+                                  "uid_roles": {"nobody": "read"}, "group_roles": {"100": "run"}})
+    assert config.allow_uids == (NOBODY, 0, 1000) and config.allow_groups == (65534,)
+    assert config.uid_roles == {NOBODY: READ} and config.group_roles == {100: RUN}
+    for bad in ({"allow_uids": ["no-such-user-xyz"]}, {"uid_roles": {"0": "admin"}},
+                {"roles": {}}):
+        with pytest.raises(ValueError):
+            access_from_mapping(bad)
+
+
+# --- live: a real unprivileged peer -------------------------------------------------------
+
+CLIENT = r"""
+import json, socket, sys
+sock = socket.socket(socket.AF_UNIX)
+sock.settimeout(30)
+sock.connect(sys.argv[1])
+requests = json.loads(sys.argv[2])
+replies, buffer = [], b""
+def read_line():
+    global buffer
+    while b"\n" not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        buffer += chunk
+    line, buffer = buffer.split(b"\n", 1)
+    return json.loads(line)
+if not requests:  # just listen: what does the daemon say before we speak?
+    while True:
+        reply = read_line()
+        replies.append(reply)
+        if reply is None:
+            break
+for request in requests:
+    sock.sendall(json.dumps(request).encode() + b"\n")
+    replies.append(read_line())
+print(json.dumps(replies))
+"""
+
+
+def as_nobody(socket_path: Path, requests: list[dict[str, Any]],
+              groups: str | None = None) -> list[Any]:
+    """Run CLIENT as uid/gid 65534 (and only ``groups``); its replies, None meaning EOF."""
+    group_args = ["--groups", groups] if groups else ["--clear-groups"]
+    done = subprocess.run(
+        ["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), *group_args,
+         SYSTEM_PYTHON, "-c", CLIENT, str(socket_path), json.dumps(requests)],
+        capture_output=True, text=True, timeout=60, cwd="/")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def open_daemons(podman_service: PodmanService, busybox: str) -> Iterator[Any]:
+    """Daemons whose directory and socket (0666) other uids can reach."""
+    if shutil.which("setpriv") is None or not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.fail("setpriv and /usr/bin/python3 are needed for the peer-credential tests")
+    if os.geteuid() != 0:
+        pytest.fail("the peer-credential tests switch uid and need root")
+    base = Path(tempfile.mkdtemp(prefix="prpc-acc-"))
+    base.chmod(0o711)
+    started: list[DaemonProcess] = []
+
+    def make(access_toml: str = "") -> DaemonProcess:
+        directory = base / f"d{len(started)}"
+        directory.mkdir()
+        directory.chmod(0o711)
+        process = DaemonProcess(directory, podman_service.socket_path,
+                                "socket_mode = 0o666\n" + access_toml)
+        started.append(process)
+        return process.start()
+
+    yield make
+    for process in started:
+        process.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _request(method: str, params: dict[str, Any] | None = None, rid: int = 1) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}}
+
+
+@pytest.mark.podman
+def test_unprivileged_uid_is_refused_by_default(open_daemons: Any) -> None:
+    daemon = open_daemons()
+    replies = as_nobody(daemon.socket_path, [])
+    assert len(replies) == 2 and replies[1] is None  # one error line, then the close
+    error = replies[0]["error"]
+    assert replies[0]["id"] is None and error["code"] == -32003
+    assert error["data"] == {"kind": "PolicyDenied", "rule": "connect", "uid": NOBODY}
+    with daemon.connect() as conn:  # root still gets in
+        assert conn.call("status")["draining"] is False
+    assert f'"uid":{NOBODY}' in daemon.log()
+
+
+@pytest.mark.podman
+def test_read_role_lists_but_cannot_run(open_daemons: Any, busybox: str) -> None:
+    daemon = open_daemons('[daemon.access]\nallow_uids = [0, "nobody"]\n'
+                          '[daemon.access.uid_roles]\nnobody = "read"\n')
+    replies = as_nobody(daemon.socket_path, [
+        _request("ps", {"all": True}, 1),
+        _request("run", {"image": busybox, "command": ["true"], "name": "prpc-acc-denied"}, 2),
+        _request("rm", {"name": "prpc-acc-denied", "force": True}, 3),
+        [_request("status", rid=4), _request("kill", {"name": "x"}, 5)],  # type: ignore[list-item]
+        _request("status", rid=6),
+    ])
+    ps, run, rm, batch, status = replies
+    assert isinstance(ps["result"], list)
+    for denied, method in ((run, "run"), (rm, "rm")):
+        assert denied["error"]["code"] == -32003, denied
+        assert denied["error"]["data"] == {"kind": "PolicyDenied", "rule": "role", "role": "read",
+                                           "method": method}
+    by_id = {reply["id"]: reply for reply in batch}
+    assert "result" in by_id[4] and by_id[5]["error"]["data"]["rule"] == "role"
+    assert status["result"]["connections"] >= 1  # the connection stayed open throughout
+    request_lines = [orjson.loads(line) for line in daemon.log_path.read_text().splitlines()
+                     if line.startswith("{") and '"event":"request"' in line]
+    ps_line = next(line for line in request_lines if line["method"] == "ps")
+    assert ps_line["uid"] == NOBODY and ps_line["pid"] > 0
+    from tests.rig.podman import podman
+
+    assert podman("ps", "-a", "--filter", "name=prpc-acc-denied", "-q").stdout.strip() == ""
+
+
+@pytest.mark.podman
+def test_supplementary_group_admits_with_its_role(open_daemons: Any) -> None:
+    daemon = open_daemons('[daemon.access]\nallow_uids = [0]\nallow_groups = ["users"]\n'
+                          '[daemon.access.group_roles]\nusers = "read"\n')
+    refused = as_nobody(daemon.socket_path, [])
+    assert refused[0]["error"]["data"]["rule"] == "connect"
+    images, build = as_nobody(daemon.socket_path, [
+        _request("images", rid=1), _request("prune", rid=2)], groups="100")
+    assert isinstance(images["result"], list)
+    assert build["error"]["data"]["rule"] == "role"
