@@ -133,6 +133,11 @@ class AsyncClient:
         await self._live()
         return self
 
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open now (the next call opens one if not)."""
+        return self._session is not None and self._session.alive
+
     async def _live(self) -> _Session:
         if self._connect_lock is None:
             self._connect_lock = asyncio.Lock()

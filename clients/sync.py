@@ -187,6 +187,11 @@ class Client:
         self._live()
         return self
 
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open now (the next call opens one if not)."""
+        return self._session is not None and self._session.alive
+
     def _live(self) -> _Session:
         with self._connect_lock:
             if self._session is None or not self._session.alive:
