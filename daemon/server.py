@@ -18,6 +18,8 @@ from daemon.context import DAEMON_VERSION, DaemonState
 from daemon.dispatch import CANCEL_SHUTDOWN, Dispatcher
 from daemon.embedded import EmbeddedPodman, podman_answers
 from daemon.handlers import load_handlers
+from daemon.heartbeat import Heartbeat
+from daemon.idle import IdleTimer, busy_reason
 from daemon.podman_pool import PodmanPool
 from daemon.reaper import Reaper
 from daemon.systemd import Notifier, activation_socket
@@ -71,6 +73,10 @@ class Server:
         self.state: DaemonState | None = None
         self._server: asyncio.AbstractServer | None = None
         self._owned_socket: Path | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.idle: IdleTimer | None = None
+        self._spare_listener: int | None = None  # dup of the listener, to resume after a called-off idle exit
+        self._idle_task: asyncio.Task[None] | None = None
         self.reaper: Reaper | None = None
 
     def run(self) -> int:
@@ -131,8 +137,11 @@ class Server:
         access.install(state, self.config.access, listener)  # who may connect, and their role
         self.reaper = Reaper(state)
         await self.reaper.startup_pass()  # leftovers of a crashed daemon go before we serve
+        self._factory = lambda: Connection(state, dispatcher)
+        if self.config.idle_timeout is not None:
+            self._spare_listener = os.dup(listener.fileno())
         self._server = await asyncio.get_running_loop().create_unix_server(
-            lambda: Connection(state, dispatcher), sock=listener, backlog=1024)
+            self._factory, sock=listener, backlog=1024)
         try:
             from daemon.handlers.system import podman_version
 
@@ -145,11 +154,47 @@ class Server:
                  podman=str(podman_socket), podman_version=state.podman_version,
                  version=DAEMON_VERSION, instance=state.instance_id)
         self.notifier.notify("READY=1", f"STATUS=serving; podman {state.podman_version or 'unreachable'}")
+        self.heartbeat = Heartbeat(state, self.notifier)
+        self.heartbeat.start()
+        if self.config.idle_timeout is not None:
+            self.idle = IdleTimer(state, self.config.idle_timeout, self._on_idle)
+            state.on_activity = self.idle.touch
+            self.idle.start()
+
+    def _on_idle(self) -> None:
+        # Not state.spawn: that task would count as background work and keep us busy.
+        self._idle_task = asyncio.get_running_loop().create_task(self._idle_exit())
+
+    async def _idle_exit(self) -> None:
+        """Stop accepting, then exit, unless a connection slipped in while we stopped.
+
+        Under socket activation, connections not yet accepted stay queued on the
+        socket systemd holds, and the next activation serves them: none is lost.
+        """
+        assert self.state is not None and self.idle is not None and self._server is not None
+        self._server.close()
+        for _ in range(3):  # let accepts already under way reach connection_made
+            await asyncio.sleep(0.01)
+        if self.should_exit.is_set():
+            return
+        if busy_reason(self.state) is None:
+            self.notifier.status("idle: exiting")
+            self.should_exit.set()
+            return
+        log.info("idle exit called off: work arrived")
+        if self._spare_listener is not None:
+            sock = socket.socket(fileno=os.dup(self._spare_listener))
+            sock.setblocking(False)
+            self._server = await asyncio.get_running_loop().create_unix_server(
+                self._factory, sock=sock, backlog=1024)
+        self.idle.rearm()
 
     # --- drain and stop ------------------------------------------------------------------
     async def shutdown(self) -> None:
         state = self.state
         self.notifier.notify("STOPPING=1", "STATUS=draining")
+        if self.idle is not None:
+            self.idle.stop()
         if state is not None:
             state.draining = True
         if self._server is not None:
@@ -164,6 +209,11 @@ class Server:
             state.pool.close()
         if self._owned_socket is not None:
             self._owned_socket.unlink(missing_ok=True)
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        if self._spare_listener is not None:
+            os.close(self._spare_listener)
+            self._spare_listener = None
         self.notifier.close()
         log.info("stopped")
 

@@ -59,11 +59,12 @@ class Activator:
     """One ``systemd-socket-activate -l`` run; the daemon replaces it on the first connection."""
 
     def __init__(self, directory: Path, podman_socket: Path, extra: list[str] | None = None,
-                 listen: list[str] | None = None, activate_args: list[str] | None = None) -> None:
+                 names: list[str] | None = None, activate_args: list[str] | None = None) -> None:
+        """``names``: socket files to listen on, in fd order; the daemon's is ``rpc.sock``."""
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.socket_path = directory / "rpc.sock"
-        self.listen = listen or [str(self.socket_path)]
+        self.listen = [str(directory / name) for name in names or ["rpc.sock"]]
         self.command = ["systemd-socket-activate", *[f"-l{p}" for p in self.listen],
                         *(activate_args or []), "--",
                         *serve_command(directory, podman_socket, extra or [])]
