@@ -103,7 +103,10 @@ class Runner:
                                                timeout=max(0.0, limit))
         except TimeoutError:
             await pool.call(libpod.kill_quietly, cid)
-            await self._collect(follower)
+            try:
+                await self._collect(follower)
+            except RpcError:
+                pass  # it vanished meanwhile (removed by someone else): report what we have
             await self._cleanup_shielded(self._cleanup(kill=False, force_remove=True))
             raise Timeout(f"Container '{self.name}' exceeded timeout of "
                           f"{format_seconds(limit)} and was killed",
