@@ -12,6 +12,10 @@ A labelled container is reaped when:
 * it has exited, was made by this instance, no request of ours is still
   collecting it (not in ``state.active_containers``) and it was auto-remove.
 
+One exception to all three: an exited container whose caller asked to keep it
+(``AUTO_REMOVE`` false) is the caller's to remove; a running one past its
+deadline is still killed and removed.
+
 Running containers are SIGKILLed before removal: ``rm --force`` would first send
 SIGTERM and wait the stop timeout (10 s), which a ``sleep`` as PID 1 ignores.
 The pass runs once before the daemon serves, then every ``reap_interval``.
@@ -73,20 +77,21 @@ def verdict(attrs: dict[str, Any], *, now: float, own_instance: str,
     labels = attrs.get("Labels") or {}
     if labels.get(OWNER) != OWNER_VALUE:
         return None  # never touch what we did not create
+    finished = str(attrs.get("State", "")).lower() in FINISHED_STATES
+    if finished and labels.get(AUTO_REMOVE) != "true":
+        return None  # the caller asked to keep it (``auto_remove: false``): it is theirs now
     deadline = _deadline(labels)
     if deadline is not None and now > deadline + DEADLINE_GRACE:
         return "deadline passed"
     instance = labels.get(INSTANCE, "")
     if instance != own_instance:
         return None if alive(instance) else "instance gone"
-    if str(attrs.get("State", "")).lower() not in FINISHED_STATES:
+    if not finished:
         return None
     names = set(attrs.get("Names") or ())
     if attrs.get("Id") in active or names & set(active):
         return None  # a request of ours is still collecting its result
-    if labels.get(AUTO_REMOVE) == "true":
-        return "exited, uncollected"
-    return None
+    return "exited, uncollected"
 
 
 class Reaper:
