@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from daemon.dispatch import CANCEL_CLIENT, CANCEL_DISCONNECT, Dispatcher, reject
+from daemon.dispatch import CANCEL_CLIENT, CANCEL_DISCONNECT, CANCEL_SHUTDOWN, Dispatcher, reject
 from protocol.envelope import BadRequest, Request, error_reply, parse_frame, result_reply
-from protocol.errors import InvalidParams, InvalidRequest, RpcError
+from protocol.errors import (InvalidParams, InvalidRequest, RequestCancelled, RpcError,
+                             ShuttingDown)
 from protocol.framing import OVERSIZE, LineDecoder, encode
 
 if TYPE_CHECKING:
@@ -166,6 +167,7 @@ class Connection(asyncio.Protocol):
             key = _id_key(request.id)
             self.in_flight.setdefault(key, []).append((task, ctx))
             task.add_done_callback(lambda t, key=key, ctx=ctx: self._untrack(key, t))
+            task.add_done_callback(lambda t, r=request, c=ctx: self._answer_unstarted(t, r, c))
         task.add_done_callback(self._done)
         if self.in_flight_count >= self.config.max_in_flight_per_connection:
             self._pause_reading()
@@ -176,6 +178,20 @@ class Connection(asyncio.Protocol):
             entries[:] = [e for e in entries if e[0] is not task]
             if not entries:
                 del self.in_flight[key]
+
+    def _answer_unstarted(self, task: asyncio.Task[Any], request: Request,
+                          ctx: CallContext) -> None:
+        """A task cancelled before its first step never reached Dispatcher.run: answer here.
+
+        (A cancel in the same read as its target does this; Dispatcher.run turns every
+        later client or shutdown cancel into a reply itself, so the task is not cancelled.)
+        """
+        if task.cancelled() and ctx.cancel_reason in (CANCEL_CLIENT, CANCEL_SHUTDOWN):
+            error = RequestCancelled() if ctx.cancel_reason == CANCEL_CLIENT else ShuttingDown(
+                "Request cancelled: daemon shutting down")
+            reply = reject(request, error, self)
+            if reply is not None:
+                self.send(reply)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self.in_flight_count -= 1

@@ -79,6 +79,10 @@ lines = st.one_of(
     st.integers(1, 40).map(lambda d: orjson.dumps({"jsonrpc": "2.0", "id": d, "method": "ping",
                                                    "params": {"x": _nested(d)}})),
     requests().map(lambda r: orjson.dumps(r)[: max(1, len(orjson.dumps(r)) // 2)]),  # truncated
+    st.tuples(st.sampled_from(sorted(METHODS)), st.integers(0, 3), st.booleans()).map(
+        lambda t: orjson.dumps({"jsonrpc": "2.0", "method": t[0], "id": t[1]}) + b"\n"
+        + orjson.dumps({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": t[1]},
+                        **({"id": "c"} if t[2] else {})})),  # a call and its cancel, one read
 )
 
 
@@ -308,3 +312,12 @@ def test_every_frame_gets_exactly_one_well_formed_reply(frames: list[bytes], cut
             _well_formed(reply)
             single[repr(reply["id"])] += 1
     assert single == ids
+
+
+def test_a_request_cancelled_in_the_same_read_still_gets_its_reply() -> None:
+    out = asyncio.run(_feed([b'{"jsonrpc":"2.0","id":5,"method":"status"}\n'
+                             b'{"jsonrpc":"2.0","id":6,"method":"$/cancelRequest",'
+                             b'"params":{"id":5}}\n']))
+    replies = {r["id"]: r for r in map(orjson.loads, out.splitlines())}
+    assert replies[6]["result"] == {"cancelled": 1}
+    assert replies[5]["error"]["data"]["kind"] == "RequestCancelled"
