@@ -247,9 +247,10 @@ class Call:
             try:
                 await asyncio.wait({getter, self.task}, return_when=asyncio.FIRST_COMPLETED)
             finally:
+                got = getter.done() and not getter.cancelled()
                 if not getter.done():
                     getter.cancel()
-            if not getter.cancelled():
+            if got:
                 return getter.result()
 
     def cancel(self) -> None:

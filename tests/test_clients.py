@@ -9,12 +9,14 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
+import uuid
 from pathlib import Path
 
 import orjson
 import pytest
 
-from clients import AsyncClient, Client, ConnectionLost
+from clients import AsyncClient, Client, ConnectionLost, Progress
 from protocol import errors
 from protocol.registry import METHODS
 from tests.rig.daemon import REPO, DaemonProcess
@@ -228,6 +230,97 @@ def test_cancelling_an_async_call_sends_cancel_request(tmp_path: Path) -> None:
     ]
 
 
+# --- progress and cancellation against real runs ------------------------------------
+
+def _wait_until(predicate, seconds: float = 30.0) -> bool:
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def _exists(name: str) -> bool:
+    return podman("container", "exists", name, check=False).returncode == 0
+
+
+def test_sync_progress_callback_gets_every_line_before_the_reply(daemon: DaemonProcess,
+                                                                 busybox: str) -> None:
+    seen: list[Progress] = []
+    with Client(daemon.socket_path) as client:
+        result = client.run(image=busybox, command=["sh", "-c", "for i in 1 2 3; do echo out$i; done; "
+                                                 "echo err >&2"], on_progress=seen.append)
+        # Progress precedes the reply, so the callback has had everything by now.
+        assert [p.line for p in seen if p.stream == "stdout"] == ["out1", "out2", "out3"]
+        assert [p.line for p in seen if p.stream == "stderr"] == ["err"]
+        assert {p.id for p in seen} == {1}
+        assert result["stdout"] == "out1\nout2\nout3\n" and result["stderr"] == "err\n"
+
+
+def test_async_stream_iterates_progress_then_gives_the_result(daemon: DaemonProcess,
+                                                              busybox: str) -> None:
+    async def main() -> None:
+        async with AsyncClient(daemon.socket_path) as client:
+            call = client.stream("run", image=busybox, command=["sh", "-c", "echo one; echo two"])
+            lines = [(p.stream, p.line) async for p in call]
+            result = await call
+            assert lines == [("stdout", "one"), ("stdout", "two")]
+            assert result["exit_code"] == 0 and result["stdout"] == "one\ntwo\n"
+            with pytest.raises(TypeError):
+                client.stream("ping")
+
+    asyncio.run(main())
+
+
+def test_cancelling_an_async_run_kills_and_removes_its_container(make_daemon,
+                                                                  busybox: str) -> None:
+    daemon = make_daemon()
+    name = f"clients-cancel-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        async with AsyncClient(daemon.socket_path) as client:
+            task = asyncio.create_task(client.run(image=busybox, name=name,
+                                                  command="sleep 60", timeout=120))
+            assert await asyncio.to_thread(_wait_until, lambda: _exists(name))
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await asyncio.to_thread(_wait_until, lambda: not _exists(name))
+            # The daemon answered the cancelled request with RequestCancelled (counted).
+            for _ in range(200):
+                if (await client.status())["requests"]["failed"].get("run") == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await client.status())["requests"]["failed"].get("run") == 1
+            assert await client.ping() == "Pong"  # the connection is still good
+
+    asyncio.run(main())
+
+
+def test_sync_client_timeout_cancels_the_run(daemon: DaemonProcess, busybox: str) -> None:
+    name = f"clients-timeout-{uuid.uuid4().hex[:8]}"
+    with Client(daemon.socket_path) as client:
+        future = client.submit("run", {"image": busybox, "name": name, "command": "sleep 60",
+                                       "timeout": 120})
+        assert _wait_until(lambda: _exists(name))
+        client.cancel(future)
+        with pytest.raises(TimeoutError):
+            future.result(5)
+        assert _wait_until(lambda: not _exists(name))
+        assert client.ping() == "Pong"
+
+
+def test_run_errors_carry_data(daemon: DaemonProcess, busybox: str) -> None:
+    with Client(daemon.socket_path) as client:
+        with pytest.raises(errors.ContainerFailed) as failed:
+            client.run(image=busybox, command=["sh", "-c", "echo bad; exit 4"])
+        assert failed.value.data["exit_code"] == 4 and failed.value.data["stdout"] == "bad\n"
+        with pytest.raises(errors.NotFound) as missing:
+            client.inspect(name="localhost/never-built:nope")
+        assert missing.value.code == -32011
+
+
 # --- importable without the daemon's dependencies ------------------------------------
 
 def test_clients_import_and_call_without_daemon_dependencies(daemon: DaemonProcess) -> None:
@@ -277,6 +370,14 @@ def test_cli_call_prints_result_or_error(daemon: DaemonProcess) -> None:
     assert notjson.returncode == 2 and "not valid JSON" in notjson.stderr
     follow = cli("call", "ping", "--follow", "--socket", str(daemon.socket_path))
     assert (follow.returncode, orjson.loads(follow.stdout)) == (0, "Pong")
+
+
+def test_cli_call_follow_prints_progress_on_stderr(daemon: DaemonProcess, busybox: str) -> None:
+    params = orjson.dumps({"image": busybox, "command": ["sh", "-c", "echo hello; echo oops >&2"]}).decode()
+    out = cli("call", "run", params, "--follow", "--socket", str(daemon.socket_path))
+    assert out.returncode == 0, out.stderr
+    assert sorted(out.stderr.splitlines()) == ["stderr: oops", "stdout: hello"]
+    assert orjson.loads(out.stdout)["stdout"] == "hello\n"  # stdout holds the result alone
 
 
 def test_cli_unreachable_daemon(tmp_path: Path) -> None:
