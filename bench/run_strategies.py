@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import statistics
 import struct
 import subprocess
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--socket", default="/run/podman/podman.sock")
     parser.add_argument("--image", default="localhost/busybox:latest")
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--daemon", help="a podman-rpc socket: also time its `run` method")
     args = parser.parse_args()
     api = PodmanClient(base_url=f"unix://{args.socket}").api
 
@@ -81,6 +83,8 @@ def main() -> None:
         "same, log driver none": attach(log_configuration={"driver": "none"}),
         "podman run --rm (local CLI, reference)": cli,
     }
+    if args.daemon:
+        strategies["podman-rpc `run` (daemon, same work)"] = daemon_run(args.daemon, args.image)
     times: dict[str, list[float]] = {name: [] for name in strategies}
     for fn in strategies.values():
         fn()  # warm up
@@ -93,6 +97,23 @@ def main() -> None:
         samples.sort()
         print(f"{name:45s} median {statistics.median(samples) * 1000:6.1f} ms"
               f"  p90 {samples[int(len(samples) * 0.9) - 1] * 1000:6.1f} ms  n={len(samples)}")
+
+
+def daemon_run(path: str, image: str) -> Callable[[], None]:
+    """One `run` request per call over a kept-open connection to the daemon."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    reader = sock.makefile("rb")
+    counter = iter(range(1, 1 << 30))
+
+    def run() -> None:
+        request = {"jsonrpc": "2.0", "id": next(counter), "method": "run",
+                   "params": {"image": image, "command": ["sh", "-c", SCRIPT]}}
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        reply = json.loads(reader.readline())
+        data = reply.get("error", {}).get("data", {})
+        assert data.get("exit_code") == 3 and data.get("stdout") == {"a": 1}, reply
+    return run
 
 
 if __name__ == "__main__":

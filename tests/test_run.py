@@ -266,3 +266,11 @@ def test_name_in_use_is_conflict_and_the_other_container_survives(conn: RawConne
         assert inspect(name)["State"]["Status"] == "running"
     finally:
         conn.call("rm", {"name": name, "force": True})
+
+
+def test_podman_error_half_way_leaves_nothing(conn: RawConnection) -> None:
+    name = unique()  # created fine, then start fails: the container must still go
+    error = run(conn, name=name, entrypoint="/no/such/binary", command="x")["error"]
+    assert error["code"] == -32014 and error["data"]["kind"] == "PodmanError"
+    assert "/no/such/binary" in error["message"]
+    assert not container_exists(name)

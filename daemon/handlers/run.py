@@ -98,6 +98,7 @@ class Runner:
         if self.ctx.want_progress:
             follower = asyncio.ensure_future(
                 pool.call(libpod.logs_into, cid, self.capture, True))
+            follower.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
         try:
             exit_code = await asyncio.wait_for(pool.call(libpod.wait_exit, cid, http_timeout),
                                                timeout=max(0.0, limit))
@@ -179,6 +180,8 @@ class Runner:
                     await pool.call(libpod.remove_quietly, cid)
                     return
                 await asyncio.sleep(min(DETACH_POLL, left))
+                if self.ctx.state.draining:
+                    return  # not to hold up shutdown: conmon's timeout and the reaper take over
                 state = await pool.call(libpod.state_or_none, cid)
                 if state is None:
                     return
