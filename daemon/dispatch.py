@@ -63,8 +63,12 @@ class Dispatcher:
         try:
             try:
                 async with asyncio.timeout_at(ctx.deadline):
-                    async with self.state.lanes[spec.lane.value].slot():
+                    lane = self.state.lanes[spec.lane.value]
+                    if lane.cap <= 0:  # unlimited (local) lane: its slot() would only yield
                         result = await self.handlers[spec.name](ctx, params)
+                    else:
+                        async with lane.slot():
+                            result = await self.handlers[spec.name](ctx, params)
             except TimeoutError:
                 if ctx.cancel_reason is not None:
                     raise asyncio.CancelledError() from None
