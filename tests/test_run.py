@@ -274,3 +274,30 @@ def test_podman_error_half_way_leaves_nothing(conn: RawConnection) -> None:
     assert error["code"] == -32014 and error["data"]["kind"] == "PodmanError"
     assert "/no/such/binary" in error["message"]
     assert not container_exists(name)
+
+
+def test_create_body_maps_every_param() -> None:
+    """The libpod body as Podman will read it (pure: the live tests above check Podman's view)."""
+    from daemon.handlers.run_spec import create_body
+    from protocol.methods import Run
+
+    params = Run(image="img", command="sh -c 'echo a b'", entrypoint=["/bin/env"],
+                 env=["A=1", "B=x=y"], memory="64m", memory_swap="-1", cpus=1.5,
+                 pids_limit=10, timeout=2.5, workdir="/w", network_mode="container:abc",
+                 mounts=["/src:/dst:Z,rshared", "data:/vol:size=10m"],
+                 volumes=["/h:/c:ro"], ports=["127.0.0.1:8080:80/udp"])
+    body = create_body(params, name="n", labels={"l": "v"}, kill_margin=2.0)
+    assert body["command"] == ["sh", "-c", "echo a b"] and body["entrypoint"] == ["/bin/env"]
+    assert body["env"] == {"A": "1", "B": "x=y"}
+    assert body["resource_limits"] == {"memory": {"limit": 64 << 20, "swap": -1},
+                                       "cpu": {"quota": 150_000, "period": 100_000},
+                                       "pids": {"limit": 10}}
+    assert body["timeout"] == 5  # ceil(2.5 + 2.0)
+    assert body["netns"] == {"nsmode": "container", "value": "abc"}
+    assert body["mounts"] == [
+        {"type": "bind", "source": "/src", "destination": "/dst", "options": ["Z", "rshared"]},
+        {"type": "bind", "source": "/h", "destination": "/c", "options": ["ro"]}]
+    assert body["volumes"] == [{"Name": "data", "Dest": "/vol", "Options": ["size=10m"]}]
+    assert body["portmappings"] == [{"host_ip": "127.0.0.1", "host_port": 8080,
+                                     "container_port": 80, "protocol": "udp"}]
+    assert body["work_dir"] == "/w" and body["labels"] == {"l": "v"} and body["name"] == "n"
