@@ -104,6 +104,17 @@ def test_output_over_the_cap_is_truncated(make_daemon: Any) -> None:
         assert result["stderr"] == "b" * 1000
         small = run(conn, command="echo small")["result"]
         assert small["truncated"] is False and small["stdout"] == "small\n"
+        # progress lines stop at the cap as well
+        conn.send({"jsonrpc": "2.0", "id": "cap", "method": "run",
+                   "params": {"image": BUSYBOX_IMAGE, "progress": True, "command": [
+                       "sh", "-c", "for i in $(seq 50); do echo line-$i-$(head -c 90 /dev/zero "
+                                   "| tr '\\0' x); done"]}})
+        lines = []
+        while (message := conn.read()).get("method") == "$/progress":
+            lines.append(message["params"]["line"])
+        assert message["result"]["truncated"] is True
+        assert lines[0].startswith("line-1-") and 9 <= len(lines) <= 11
+        assert sum(len(line) for line in lines) + len(lines) - 1 <= 1000  # newlines between
 
 
 def test_limits_and_labels_are_what_podman_applies(conn: RawConnection) -> None:

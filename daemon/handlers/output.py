@@ -34,8 +34,8 @@ class OutputCapture:
             self.truncated = True
         if room > 0:
             buffer += chunk[:room]
-        if self.on_line is not None:
-            self._emit_lines(stream, chunk)
+        if self.on_line is not None and room > 0:  # progress stops at the cap too
+            self._emit_lines(stream, chunk[:room])
 
     def _emit_lines(self, stream: str, chunk: bytes) -> None:
         assert self.on_line is not None
