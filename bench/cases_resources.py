@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.clients import LineClient, pipelined_throughput
+from bench.clients import LineClient, windowed_load
 from bench.rig import rss_mb
 from bench.stats import Measurement
 
@@ -49,22 +49,25 @@ def idle_connections(daemon_socket: Path, pid: int, count: int) -> list[Measurem
                         note=note or f"daemon saw {seen} connections")]
 
 
-def soak(daemon_socket: Path, pid: int, total: int) -> list[Measurement]:
-    """RSS before and after ``total`` requests (status and ping-free local calls, pipelined)."""
-    warm = pipelined_throughput(daemon_socket, "status", 2000)  # settle allocator pools
+def soak(daemon_socket: Path, pid: int, total: int, conns: int = 10,
+         window: int = 64) -> list[Measurement]:
+    """RSS before and after ``total`` ``status`` requests from well-behaved clients.
+
+    Each connection keeps ``window`` requests in flight (the daemon's default
+    per-connection cap), after a warm-up of the same shape: growth then means a
+    leak, not the allocator's high-water mark of a deeper burst.
+    """
+    per_conn = max(1, total // conns)
+    windowed_load(daemon_socket, "status", max(1, per_conn // 5), conns, window)
     before = rss_mb(pid)
-    per_conn = 5000
-    conns = max(1, total // per_conn)
-    per_conn = total // conns
-    start = time.perf_counter()
-    pipelined_throughput(daemon_socket, "status", per_conn, conns)
-    seconds = time.perf_counter() - start
+    seconds = windowed_load(daemon_socket, "status", per_conn, conns, window)
     after = rss_mb(pid)
-    del warm
+    shape = f"{conns} connections x {window} in flight"
     return [Measurement("memory", f"daemon RSS before {conns * per_conn:,} requests",
-                        value=before, unit="MB"),
+                        value=before, unit="MB", note=f"after a warm-up, {shape}"),
             Measurement("memory", f"daemon RSS after {conns * per_conn:,} requests",
-                        value=after, unit="MB", note=f"{seconds:.1f} s, {conns} connections")]
+                        value=after, unit="MB",
+                        note=f"{seconds:.1f} s, {conns * per_conn / seconds:,.0f} req/s")]
 
 
 def cold_start(podman_socket: Path, runs: int) -> list[Measurement]:

@@ -193,3 +193,43 @@ def pipelined_throughput(path: Path | str, method: str, per_connection: int,
 
     elapsed = uvloop.run(_pipeline(str(path), method, per_connection, connections))
     return per_connection * connections / elapsed
+
+
+async def _windowed_one(path: str, line: bytes, total: int, window: int) -> int:
+    """Keep at most ``window`` requests outstanding until ``total`` are answered; return errors."""
+    reader, writer = await asyncio.open_unix_connection(path, limit=1 << 22)
+    sent = min(window, total)
+    writer.write(line * sent)
+    seen = errors = 0
+    while seen < total:
+        chunk = await reader.read(1 << 18)
+        if not chunk:
+            raise ConnectionError(f"closed after {seen} of {total} replies")
+        answered = chunk.count(b"\n")
+        seen += answered
+        errors += chunk.count(b'"error":{')
+        more = min(answered, total - sent)
+        if more > 0:
+            writer.write(line * more)
+            sent += more
+    writer.close()
+    return errors
+
+
+async def _windowed(path: str, method: str, per_connection: int, connections: int,
+                    window: int) -> float:
+    line = request_line(method)
+    start = time.perf_counter()
+    errors = await asyncio.gather(*(_windowed_one(path, line, per_connection, window)
+                                    for _ in range(connections)))
+    if sum(errors):
+        raise RuntimeError(f"{sum(errors)} {method} requests failed")
+    return time.perf_counter() - start
+
+
+def windowed_load(path: Path | str, method: str, per_connection: int, connections: int,
+                  window: int = 64) -> float:
+    """Seconds to serve ``connections`` x ``per_connection`` requests, ``window`` in flight each."""
+    import uvloop
+
+    return uvloop.run(_windowed(str(path), method, per_connection, connections, window))

@@ -18,15 +18,20 @@ from typing import Any
 
 
 def _ps(client: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
-    return [{"id": c.id, "name": c.name, "status": c.status,
-             "image": c.attrs.get("Image", ""), "created": str(c.attrs.get("Created", ""))}
-            for c in client.containers.list(all=args.all)]
+    # The same request the daemon's ps makes (podman-py's Container.status breaks on list items).
+    response = client.api.get("/containers/json", params={"all": "true" if args.all else "false"})
+    response.raise_for_status()
+    return [{"id": c.get("Id", ""), "name": (c.get("Names") or [""])[0],
+             "status": c.get("State", ""), "image": [c.get("Image", "")],
+             "created": c.get("Created")} for c in response.json() or []]
 
 
 def _images(client: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
-    return [{"id": i.id, "tags": i.tags, "size": i.attrs.get("Size", 0),
-             "created": str(i.attrs.get("Created", "")), "digest": i.attrs.get("Digest")}
-            for i in client.images.list(all=args.all)]
+    response = client.api.get("/images/json", params={"all": "true" if args.all else "false"})
+    response.raise_for_status()
+    return [{"id": i.get("Id", ""), "tags": i.get("RepoTags") or [], "size": i.get("Size", 0),
+             "created": i.get("Created"), "digest": i.get("Digest") or None}
+            for i in response.json() or []]
 
 
 def _run(client: Any, args: argparse.Namespace) -> dict[str, Any]:

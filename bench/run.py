@@ -134,7 +134,8 @@ def guarded(rows: list[Measurement], failures: list[str], case: str,
     except Exception as exc:  # noqa: BLE001 - one failed case must not hide the others
         traceback.print_exc(file=sys.stderr)
         failures.append(f"{case}: {exc}")
-        rows.append(Measurement(case, "FAILED", note=str(exc)[:200].replace("|", "/")))
+        rows.append(Measurement(case, "FAILED", note=" ".join(str(exc).split())[:200]
+                                .replace("|", "/")))
     print(f"bench: {case} done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
 
