@@ -138,13 +138,16 @@ class SocketManager:
         return self.log_path.read_text(errors="replace")[-6000:]
 
     def stop(self) -> None:
+        """Stop supervising; SIGTERM whichever child is current (it may be spawning right now)."""
         self._stopping = True
+        until = time.monotonic() + 60
+        while self._thread.is_alive() and time.monotonic() < until:
+            process = self.current
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            self._thread.join(0.2)
         process = self.current
         if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        self._thread.join(60)
+            process.kill()
+            process.wait()
         self.sock.close()
