@@ -7,6 +7,7 @@ it runs: every other command loads the client side alone.
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from typing import Any, Sequence
 
@@ -132,7 +133,7 @@ def _describe(args: argparse.Namespace) -> int:
         return 0
     print(entry["name"])
     print()
-    for line in entry.get("description", "").splitlines():
+    for line in inspect.cleandoc(entry.get("description", "")).splitlines():
         print(f"  {line}".rstrip())
     print()
     print(f"lane: {entry.get('x-lane')}    default deadline: {entry.get('x-timeout')}s")

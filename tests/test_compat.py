@@ -205,3 +205,8 @@ def test_through_the_main_cli_and_console_script(daemon: DaemonProcess) -> None:
     via_script = subprocess.run([str(script), "--socket", "/run/podman/podman.sock", "ping"],
                                 capture_output=True, text=True, timeout=60, env=env)
     assert via_script.stdout == '{"success": true, "data": "Pong"}\n'
+    # As PodmanPyRuntime runs it: `python <client path> --socket ... <command>`.
+    as_dart_runs_it = subprocess.run([sys.executable, str(script), "--socket",
+                                      "/run/podman/podman.sock", "exists", "nope:none"],
+                                     capture_output=True, text=True, timeout=60, env=env)
+    assert as_dart_runs_it.stdout == '{"success": true, "data": false}\n'
