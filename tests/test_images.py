@@ -125,8 +125,17 @@ def test_rmi_in_use_then_force(conn: RawConnection, context: Path, tag: str) -> 
         error = conn.request("rmi", {"name": tag})["error"]
         assert error["code"] == -32012 and error["data"]["kind"] == "Conflict"
         assert image_exists(tag)
+        assert conn.call("rmi", {"name": tag, "force": True}) == {
+            "image": tag, "message": "Image deleted successfully"}
+        assert not image_exists(tag)
+        # Podman removes the containers that used it, as `podman rmi -f` does
+        assert podman("container", "exists", name, check=False).returncode == 1
     finally:
-        conn.call("rm", {"name": name})
+        podman("rm", "-f", name, check=False)
+
+
+def test_rmi(conn: RawConnection, context: Path, tag: str) -> None:
+    build(conn, context, tag)
     assert conn.call("rmi", {"name": tag}) == {"image": tag, "message": "Image deleted successfully"}
     assert not image_exists(tag)
 

@@ -148,6 +148,7 @@ def test_default_limits(conn: RawConnection) -> None:
         assert host["CpuQuota"] == 50_000 and host["CpuPeriod"] == 100_000
         assert host["PidsLimit"] == 64
         assert host["NetworkMode"] == "none"
+        assert inspect(name)["Config"]["Timeout"] == 7  # default 5 s + the 2 s kill margin
     finally:
         conn.call("rm", {"name": name, "force": True})
 
