@@ -77,6 +77,7 @@ class Server:
         self.idle: IdleTimer | None = None
         self._spare_listener: int | None = None  # dup of the listener, to resume after a called-off idle exit
         self._idle_task: asyncio.Task[None] | None = None
+        self._version_task: asyncio.Task[None] | None = None
         self.reaper: Reaper | None = None
 
     def run(self) -> int:
@@ -142,24 +143,31 @@ class Server:
             self._spare_listener = os.dup(listener.fileno())
         self._server = await asyncio.get_running_loop().create_unix_server(
             self._factory, sock=listener, backlog=1024)
-        try:
-            from daemon.handlers.system import podman_version
-
-            state.podman_version = await pool.call(podman_version)
-        except Exception as exc:  # noqa: BLE001 - startup goes on; requests will report it
-            log.warning("podman did not answer at start", error=str(exc))
+        # Podman has been asked already (choose_podman's _ping, the reaper's pass). Its
+        # /version takes ~1 s (it runs the OCI runtime), so it must not hold READY=1 back.
+        self._version_task = asyncio.get_running_loop().create_task(self._fetch_podman_version())
         if self.config.reap_interval > 0:
             self.reaper.start()
         log.info("serving", socket=str(self._owned_socket or "socket-activated"),
                  podman=str(podman_socket), podman_version=state.podman_version,
                  version=DAEMON_VERSION, instance=state.instance_id)
-        self.notifier.notify("READY=1", f"STATUS=serving; podman {state.podman_version or 'unreachable'}")
+        self.notifier.notify("READY=1", f"STATUS=serving; podman {'answering' if pool.reachable else 'unreachable'}")
         self.heartbeat = Heartbeat(state, self.notifier)
         self.heartbeat.start()
         if self.config.idle_timeout is not None:
             self.idle = IdleTimer(state, self.config.idle_timeout, self._on_idle)
             state.on_activity = self.idle.touch
             self.idle.start()
+
+    async def _fetch_podman_version(self) -> None:
+        assert self.state is not None
+        try:
+            from daemon.handlers.system import podman_version
+
+            self.state.podman_version = await self.state.pool.call(podman_version)
+            log.info("podman version", podman_version=self.state.podman_version)
+        except Exception as exc:  # noqa: BLE001 - startup goes on; requests will report it
+            log.warning("podman did not answer at start", error=str(exc))
 
     def _on_idle(self) -> None:
         # Not state.spawn: that task would count as background work and keep us busy.
@@ -195,6 +203,8 @@ class Server:
         self.notifier.notify("STOPPING=1", "STATUS=draining")
         if self.idle is not None:
             self.idle.stop()
+        if self._version_task is not None:
+            self._version_task.cancel()
         if state is not None:
             state.draining = True
         if self._server is not None:
