@@ -8,6 +8,7 @@ ends, so a slow ``run`` never holds up a ``ping`` behind it.
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import struct
 from dataclasses import dataclass
@@ -48,6 +49,18 @@ def peer_credentials(sock: socket.socket | None) -> Peer | None:
     return Peer(*struct.unpack("3i", raw))
 
 
+def peer_hung_up(sock: Any) -> bool:
+    """True once the peer closed both directions (POLLHUP), not merely its writing half."""
+    if sock is None:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLOUT)
+    return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
+
+
+HANGUP_CHECK_SECONDS = 0.5
+
+
 def _id_key(request_id: Any) -> tuple[str, Any]:
     return (type(request_id).__name__ if not isinstance(request_id, float) else "int", request_id)
 
@@ -70,6 +83,7 @@ class Connection(asyncio.Protocol):
         self._write_timer: asyncio.TimerHandle | None = None
         self.closed = False
         self._eof = False
+        self._hangup_timer: asyncio.TimerHandle | None = None
 
     # --- lifecycle ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -88,7 +102,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.state.connections.discard(self)
-        for timer in (self._partial_timer, self._write_timer):
+        for timer in (self._partial_timer, self._write_timer, self._hangup_timer):
             if timer is not None:
                 timer.cancel()
         for entries in list(self.in_flight.values()):
@@ -103,7 +117,26 @@ class Connection(asyncio.Protocol):
         self._eof = True
         if self.in_flight_count == 0:
             return False  # nothing pending: let the transport close
+        if self._hung_up():
+            return False  # gone, not half-closed: closing cancels what it had in flight
+        self._watch_hangup()
         return True
+
+    def _hung_up(self) -> bool:
+        """A client that closed both halves is a disconnect; EOF alone cannot tell."""
+        return self.transport is not None and peer_hung_up(
+            self.transport.get_extra_info("socket"))
+
+    def _watch_hangup(self) -> None:
+        """While answering a half-closed client, notice if it goes away entirely."""
+        self._hangup_timer = None
+        if self.closed or self.transport is None:
+            return
+        if self._hung_up():
+            self.transport.abort()  # connection_lost cancels everything in flight
+            return
+        self._hangup_timer = asyncio.get_running_loop().call_later(
+            HANGUP_CHECK_SECONDS, self._watch_hangup)
 
     # --- reading ------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
