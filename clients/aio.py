@@ -154,6 +154,10 @@ class AsyncClient:
         try:
             await session.send(data, waiters)
         except (OSError, ConnectionLost):
+            # If the daemon said why it closed (Overloaded, PolicyDenied), raise that.
+            await asyncio.wait({session.task}, timeout=1)
+            if session.router.connection_error is not None:
+                raise session.router.lost("refused") from None
             session = await self._live()
             await session.send(data, waiters)
         return session

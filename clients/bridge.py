@@ -10,9 +10,9 @@ When the daemon closes first, the bridge exits at once.
 from __future__ import annotations
 
 import os
-import selectors
 import socket
 import sys
+import threading
 
 CHUNK = 1 << 16
 
@@ -21,6 +21,17 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _pump_stdin(stdin_fd: int, sock: socket.socket) -> None:
+    """stdin to the socket, then half-close. A thread, since stdin may be a plain file
+    (``podman-rpc bridge < requests.jsonl``), which epoll refuses."""
+    try:
+        while data := os.read(stdin_fd, CHUNK):
+            sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)  # let the daemon answer what is in flight
+    except OSError:
+        pass  # the daemon side closed: the main loop sees it and ends
 
 
 def bridge(path: str, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
@@ -32,31 +43,15 @@ def bridge(path: str, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
         sock.close()
         print(f"podman-rpc bridge: cannot reach the daemon at {path}: {exc}", file=sys.stderr)
         return 2
-    selector = selectors.DefaultSelector()
-    selector.register(sock, selectors.EVENT_READ)
-    selector.register(stdin_fd, selectors.EVENT_READ)
-    stdin_open = True
+    threading.Thread(target=_pump_stdin, args=(stdin_fd, sock), daemon=True).start()
     try:
-        while True:
-            for key, _ in selector.select():
-                if key.fileobj is sock:
-                    data = sock.recv(CHUNK)
-                    if not data:
-                        return 0  # the daemon closed: we are done
-                    _write_all(stdout_fd, data)
-                else:
-                    data = os.read(stdin_fd, CHUNK)
-                    if data:
-                        sock.sendall(data)
-                    elif stdin_open:
-                        stdin_open = False
-                        selector.unregister(stdin_fd)
-                        sock.shutdown(socket.SHUT_WR)  # let in-flight replies drain
+        while data := sock.recv(CHUNK):
+            _write_all(stdout_fd, data)
+        return 0  # the daemon closed: we are done, whatever stdin still holds
     except BrokenPipeError:
         return 0  # our reader (ssh, the client) went away
-    except (ConnectionResetError, OSError) as exc:
+    except OSError as exc:
         print(f"podman-rpc bridge: {exc}", file=sys.stderr)
         return 1
     finally:
-        selector.close()
         sock.close()

@@ -206,6 +206,10 @@ class Client:
         try:
             session.send(data, waiters)
         except (OSError, ConnectionLost):
+            # If the daemon said why it closed (Overloaded, PolicyDenied), raise that.
+            session.thread.join(1)
+            if session.router.connection_error is not None:
+                raise session.router.lost("refused") from None
             session = self._live()
             session.send(data, waiters)
         return session

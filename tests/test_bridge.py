@@ -63,6 +63,15 @@ def test_bridge_copies_bytes_exactly_and_exits_after_stdin_ends(daemon: DaemonPr
     assert big["result"] == "x" * 200_000
 
 
+def test_bridge_reads_stdin_from_a_plain_file(daemon: DaemonProcess, tmp_path: Path) -> None:
+    requests = tmp_path / "requests.jsonl"
+    requests.write_bytes(b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n')
+    with requests.open("rb") as stdin:
+        out = subprocess.run(bridge_argv(daemon.socket_path), stdin=stdin, capture_output=True,
+                             timeout=60, cwd=REPO, env=_env())
+    assert (out.returncode, out.stdout) == (0, b'{"jsonrpc":"2.0","id":1,"result":"Pong"}\n')
+
+
 def test_installed_script_as_an_ssh_forced_command(daemon: DaemonProcess) -> None:
     """sshd runs ``command="podman-rpc bridge ..."`` through the user's shell."""
     script = Path(sys.executable).parent / "podman-rpc"

@@ -190,6 +190,24 @@ def test_pending_call_fails_with_connection_lost_when_daemon_dies(make_daemon) -
     client.close()
 
 
+def test_a_refused_connection_raises_the_daemons_reason(make_daemon) -> None:
+    daemon = make_daemon(config_text="max_connections = 1\n")
+    with Client(daemon.socket_path) as holder:
+        assert holder.ping() == "Pong"  # holds the one allowed connection
+        with pytest.raises(errors.Overloaded) as sync_refused:
+            Client(daemon.socket_path).ping()
+        assert sync_refused.value.data["limit"] == 1
+
+        async def main() -> None:
+            # asyncio closes a transport whose write fails without reading what is
+            # buffered, so when the first write races the refusal only the reset is seen.
+            with pytest.raises((errors.Overloaded, ConnectionError)):
+                await AsyncClient(daemon.socket_path).ping()
+
+        asyncio.run(main())
+        assert holder.ping() == "Pong"
+
+
 # --- cancellation, on the wire -------------------------------------------------------
 
 def test_cancelling_an_async_call_sends_cancel_request(tmp_path: Path) -> None:
