@@ -37,7 +37,12 @@ def busy_reason(state: DaemonState) -> str | None:
 
 
 class IdleTimer:
-    """Calls ``on_idle`` once the daemon has been idle for ``timeout`` seconds."""
+    """Calls ``on_idle`` once the daemon has been idle for ``timeout`` seconds.
+
+    ``touch`` runs on every request, so it only records the time: O(1), no
+    timer churn. One timer is pending at any moment; when it fires it looks at
+    the real state and either re-arms or gives up.
+    """
 
     def __init__(self, state: DaemonState, timeout: float,
                  on_idle: Callable[[], None], poll: float = 1.0) -> None:
@@ -46,19 +51,22 @@ class IdleTimer:
         self.on_idle = on_idle
         self.poll = min(poll, max(timeout, 0.05))
         self.idle_since: float | None = None
-        self._handle: asyncio.Handle | None = None
+        self.last_activity = 0.0
+        self._last_busy = 0.0  # when a check last found work under way
+        self._silent_work = False  # that work could end without an activity call
+        self._handle: asyncio.TimerHandle | None = None
         self._stopped = False
 
     def start(self) -> None:
         """Begin counting; the daemon is idle from now unless work is already under way."""
-        self._reschedule(0.0)
+        self._stopped = False
+        self.last_activity = asyncio.get_running_loop().time()
+        self._arm(0.0)
 
     def touch(self) -> None:
-        """Activity: the idle period, if any, starts over from the next check."""
-        if self._stopped:
-            return
+        """Activity (connection opened or closed, request finished): the idle period restarts."""
         self.idle_since = None
-        self._reschedule(0.0)
+        self.last_activity = asyncio.get_running_loop().time()
 
     def stop(self) -> None:
         self._stopped = True
@@ -66,32 +74,37 @@ class IdleTimer:
             self._handle.cancel()
             self._handle = None
 
-    def _reschedule(self, delay: float) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-        loop = asyncio.get_running_loop()
-        self._handle = loop.call_later(delay, self._check) if delay > 0 else loop.call_soon(self._check)
+    def rearm(self) -> None:
+        """Resume counting after an exit attempt was called off (work arrived meanwhile)."""
+        self.stop()
+        self.idle_since = None
+        self.start()
+
+    def _arm(self, delay: float) -> None:
+        self._handle = asyncio.get_running_loop().call_later(max(delay, 0.0), self._check)
 
     def _check(self) -> None:
         self._handle = None
         if self._stopped:
             return
         now = asyncio.get_running_loop().time()
-        if busy_reason(self.state) is not None or self.state.draining:
+        if self.state.draining or busy_reason(self.state) is not None:
             self.idle_since = None
-            self._reschedule(self.poll)
+            self._last_busy = now
+            self._silent_work = bool(self.state.active_containers or self.state.background)
+            self._arm(self.poll)
             return
         if self.idle_since is None:
-            self.idle_since = now
+            # Requests and connections end with an activity call; a container or a
+            # cleanup task ends silently, so then the idle period starts now (later
+            # than the truth, never earlier).
+            ended = now if self._silent_work else max(self.last_activity, self._last_busy)
+            self.idle_since = ended
+            self._silent_work = False
         left = self.idle_since + self.timeout - now
         if left > 0:
-            self._reschedule(left)
+            self._arm(left)
             return
         log.info("idle timeout reached; exiting", idle_s=round(now - self.idle_since, 3))
         self._stopped = True
         self.on_idle()
-
-    def rearm(self) -> None:
-        """Resume counting after an exit attempt was called off (work arrived meanwhile)."""
-        self._stopped = False
-        self.touch()
