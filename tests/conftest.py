@@ -7,6 +7,7 @@ Nothing here mocks Podman: daemons started by these fixtures talk to a real
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.rig.daemon import DaemonProcess, RawConnection
+from tests.rig.daemon import SESSION_DAEMON_PIDS, DaemonProcess, RawConnection
 from tests.rig.podman import PodmanService, ensure_busybox_image, owned_containers, podman
 
 _counter = itertools.count()
@@ -82,6 +83,13 @@ def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
     if shutil.which("podman") is None:
         return
     left = owned_containers()
+    if not os.environ.get("CI"):
+        # Developers may run several sessions at once: judge only our own daemons'.
+        left = [cid for cid, instance in left
+                if instance.split(".")[0].isdigit()
+                and int(instance.split(".")[0]) in SESSION_DAEMON_PIDS]
+    else:
+        left = [cid for cid, _ in left]
     if left:
         podman("rm", "-f", *left, check=False)
         pytest.fail(f"containers left behind by the daemon: {left}")

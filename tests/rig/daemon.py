@@ -16,6 +16,8 @@ import orjson
 from tests.rig.podman import podman_env
 
 REPO = Path(__file__).resolve().parents[2]
+SESSION_DAEMON_PIDS: set[int] = set()
+"""Pids of daemons this test session started (the leftover check is scoped to them)."""
 
 
 class RawConnection:
@@ -107,6 +109,7 @@ class DaemonProcess:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.command(), env=env, stdout=log, stderr=log,
                                         cwd=REPO)
+        SESSION_DAEMON_PIDS.add(self.process.pid)
         until = time.monotonic() + wait
         while time.monotonic() < until:
             if self.process.poll() is not None:
