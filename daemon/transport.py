@@ -11,6 +11,7 @@ import asyncio
 import select
 import socket
 import struct
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +85,9 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self._eof = False
         self._hangup_timer: asyncio.TimerHandle | None = None
+        # Lines read but not yet started: one read can hold thousands of requests, and
+        # they start only while in-flight and write buffer are under their limits.
+        self._backlog: deque[Any] = deque()
 
     # --- lifecycle ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -115,7 +119,7 @@ class Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         """The client half-closed (``socat`` at end of input): answer what is in flight, then close."""
         self._eof = True
-        if self.in_flight_count == 0:
+        if self.in_flight_count == 0 and not self._backlog:
             return False  # nothing pending: let the transport close
         if self._hung_up():
             return False  # gone, not half-closed: closing cancels what it had in flight
@@ -140,22 +144,32 @@ class Connection(asyncio.Protocol):
 
     # --- reading ------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        for line in self.decoder.feed(data):
-            if self.closed:
+        self._backlog.extend(self.decoder.feed(data))
+        self._start_backlog()
+        self._arm_partial_timer()
+
+    def _start_backlog(self) -> None:
+        """Start queued lines while the in-flight count and write buffer allow it."""
+        while self._backlog and not self.closed:
+            if (self.in_flight_count >= self.config.max_in_flight_per_connection
+                    or self._writing_paused):
+                self._pause_reading()
                 return
+            line = self._backlog.popleft()
             if line is OVERSIZE:
                 self.send(error_reply(None, InvalidRequest(
                     f"Line exceeds {self.config.max_line_bytes} bytes",
                     {"limit": self.config.max_line_bytes})))
             elif line.strip():
                 self._on_line(line)
-        self._arm_partial_timer()
+        if self._eof and self.in_flight_count == 0 and not self._backlog:
+            self.close()  # half-closed, and the last queued lines needed no task
 
     def _arm_partial_timer(self) -> None:
         if self._partial_timer is not None:
             self._partial_timer.cancel()
             self._partial_timer = None
-        if self.decoder.has_partial and not self.closed:
+        if self.decoder.has_partial and not self.closed and not self._reading_paused:
             self._partial_timer = asyncio.get_running_loop().call_later(
                 self.config.partial_line_timeout, self._partial_line_expired)
 
@@ -230,7 +244,7 @@ class Connection(asyncio.Protocol):
         self.in_flight_count -= 1
         if not task.cancelled() and task.exception() is not None:
             log.error("connection task failed", error=repr(task.exception()))
-        if self._eof and self.in_flight_count == 0:
+        if self._eof and self.in_flight_count == 0 and not self._backlog:
             self.close()
         elif self.in_flight_count < self.config.max_in_flight_per_connection:
             self._resume_reading()
@@ -318,13 +332,19 @@ class Connection(asyncio.Protocol):
         if not self._reading_paused and self.transport is not None and not self.closed:
             self._reading_paused = True
             self.transport.pause_reading()
+            if self._partial_timer is not None:  # we stopped reading: not the client's stall
+                self._partial_timer.cancel()
+                self._partial_timer = None
 
     def _resume_reading(self) -> None:
-        if (self._reading_paused and not self._writing_paused and not self.closed
+        self._start_backlog()
+        if (self._reading_paused and not self._backlog and not self._writing_paused
+                and not self.closed
                 and self.in_flight_count < self.config.max_in_flight_per_connection
                 and self.transport is not None):
             self._reading_paused = False
             self.transport.resume_reading()
+            self._arm_partial_timer()  # the client's stall clock runs only while we read
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -65,8 +65,10 @@ def parse_frame(line: bytes, *, max_depth: int = 64, max_batch: int = 100,
         return Frame([BadRequest(ParseError(f"Parse error: {reason}"))], batch=False)
     # Depth can only exceed the limit if the line has that many bytes.
     if len(line) > 2 * max_depth and _depth_exceeds(value, max_depth):
+        rid = value.get("id") if isinstance(value, dict) else None  # echo it when we can
         return Frame([BadRequest(InvalidRequest(
-            f"JSON nested deeper than {max_depth} levels", {"limit": max_depth}))], batch=False)
+            f"JSON nested deeper than {max_depth} levels", {"limit": max_depth}),
+            rid if _valid_id(rid) else None)], batch=False)
     if isinstance(value, list):
         if not value:
             return Frame([BadRequest(InvalidRequest("Empty batch"))], batch=False)

@@ -265,12 +265,13 @@ def _expected_replies(data: bytes) -> tuple[int, Counter[str]]:
     return count, ids
 
 
-async def _feed(chunks: list[bytes]) -> bytes:
+async def _feed(chunks: list[bytes], max_in_flight: int = 64, handler: Any = _echo) -> bytes:
     config = Config(max_line_bytes=MAX_LINE, max_json_depth=MAX_DEPTH, max_batch=MAX_BATCH,
-                    max_params_bytes=MAX_PARAMS, partial_line_timeout=3600)
+                    max_params_bytes=MAX_PARAMS, partial_line_timeout=3600,
+                    max_in_flight_per_connection=max_in_flight)
     pool = PodmanPool(Path("/nonexistent/podman.sock"), 1, 1.0)
     state = DaemonState(config, pool)
-    connection = Connection(state, Dispatcher(state, {name: _echo for name in METHODS}))
+    connection = Connection(state, Dispatcher(state, {name: handler for name in METHODS}))
     transport = RecordingTransport(connection)
     connection.connection_made(transport)
     try:
@@ -278,10 +279,10 @@ async def _feed(chunks: list[bytes]) -> bytes:
             connection.data_received(chunk)
             await asyncio.sleep(0)
         for _ in range(1000):
-            if connection.in_flight_count == 0:
+            if connection.in_flight_count == 0 and not connection._backlog:
                 break
             await asyncio.sleep(0)
-        assert connection.in_flight_count == 0
+        assert connection.in_flight_count == 0 and not connection._backlog
     finally:
         transport.close()
         await asyncio.sleep(0)
@@ -291,13 +292,13 @@ async def _feed(chunks: list[bytes]) -> bytes:
 
 @FUZZ
 @given(st.lists(lines, max_size=12), st.lists(st.integers(0, 4000), max_size=6),
-       st.booleans())
+       st.booleans(), st.sampled_from([1, 2, 64]))
 def test_every_frame_gets_exactly_one_well_formed_reply(frames: list[bytes], cuts: list[int],
-                                                        finish: bool) -> None:
+                                                        finish: bool, max_in_flight: int) -> None:
     data = b"\n".join(frames) + (b"\n" if finish else b"")
     bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
     chunks = [data[a:b] for a, b in zip(bounds, bounds[1:])]
-    out = asyncio.run(_feed(chunks))
+    out = asyncio.run(_feed(chunks, max_in_flight))  # 1 and 2: lines queue in the backlog
     replies = [orjson.loads(line) for line in out.split(b"\n")[:-1]]
     assert out == b"" or out.endswith(b"\n")
     expected, ids = _expected_replies(data)
@@ -312,6 +313,25 @@ def test_every_frame_gets_exactly_one_well_formed_reply(frames: list[bytes], cut
             _well_formed(reply)
             single[repr(reply["id"])] += 1
     assert single == ids
+
+
+def test_one_read_of_many_requests_starts_only_max_in_flight_at_once() -> None:
+    running, peak = 0, 0
+
+    async def counting(ctx: Any, params: Any) -> dict[str, Any]:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        running -= 1
+        return {}
+
+    data = b"".join(orjson.dumps({"jsonrpc": "2.0", "id": i, "method": "status"}) + b"\n"
+                    for i in range(200))
+    out = asyncio.run(_feed([data], max_in_flight=3, handler=counting))
+    assert sorted(orjson.loads(line)["id"] for line in out.splitlines()) == list(range(200))
+    assert peak == 3
 
 
 def test_a_request_cancelled_in_the_same_read_still_gets_its_reply() -> None:

@@ -1,0 +1,217 @@
+"""Every hostile-input limit, proven against a real daemon with small configured values.
+
+Each limit must produce a clear JSON-RPC error (or a documented close) and leave
+the daemon serving; a reader that never reads must not make it buffer without bound.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+import pytest
+
+from tests.rig.daemon import DaemonProcess, RawConnection
+
+pytestmark = pytest.mark.podman
+
+LIMITS = """max_line_bytes = 8192
+max_json_depth = 10
+max_batch = 5
+max_params_bytes = 1024
+max_connections_per_uid = 4
+partial_line_timeout = 0.5
+write_timeout = 1.0
+write_buffer_high = 65536
+"""
+MakeDaemon = Callable[..., DaemonProcess]
+
+
+def _req(method: str, rid: Any = 1, **params: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
+
+
+def _closed_by_daemon(conn: RawConnection) -> bool:
+    """True once the daemon has closed the connection (EOF or reset)."""
+    try:
+        conn.read_line()
+    except (ConnectionError, OSError):
+        return True
+    return False
+
+
+@pytest.fixture
+def limited(make_daemon: MakeDaemon) -> DaemonProcess:
+    return make_daemon(LIMITS)
+
+
+def test_default_line_limit_is_one_mebibyte(daemon: DaemonProcess) -> None:
+    with daemon.connect() as conn:
+        padded = b" " * ((1 << 20) - 100) + orjson.dumps(_req("status", "under"))
+        conn.send_bytes(padded + b"\n")
+        assert conn.read()["id"] == "under"
+        conn.send_bytes(b" " * (1 << 20) + b"x\n")
+        reply = conn.read()
+        assert reply["error"]["code"] == -32600 and reply["error"]["data"]["limit"] == 1 << 20
+        assert conn.call("status")["draining"] is False
+
+
+def test_line_limit_configured_and_split_across_writes(limited: DaemonProcess) -> None:
+    with limited.connect() as conn:
+        for _ in range(20):  # one 20 KiB line, in 1 KiB pieces
+            conn.send_bytes(b"a" * 1024)
+        conn.send_bytes(b"\n")
+        reply = conn.read()
+        assert reply["id"] is None and reply["error"]["data"] == {"kind": "InvalidRequest",
+                                                                  "limit": 8192}
+        assert conn.call("status")["draining"] is False
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = {"n": value}
+    return value
+
+
+def test_json_depth(limited: DaemonProcess) -> None:
+    with limited.connect() as conn:
+        shallow = conn.request("status", {"x": _nested(3)})
+        assert shallow["error"]["code"] == -32602  # parsed fine; then "x" is no param of status
+        deep = conn.request("status", {"x": _nested(20)})
+        assert deep["error"]["code"] == -32600 and deep["error"]["data"]["limit"] == 10
+        conn.send_bytes(b"[" * 100_000 + b"]" * 100_000 + b"\n")
+        reply = conn.read()
+        assert reply["error"]["code"] in (-32700, -32600)
+        assert conn.call("status")["draining"] is False
+
+
+def test_batch_size(limited: DaemonProcess) -> None:
+    with limited.connect() as conn:
+        conn.send([_req("status", i) for i in range(5)])
+        assert sorted(r["id"] for r in conn.read()) == [0, 1, 2, 3, 4]
+        conn.send([_req("status", i) for i in range(6)])
+        reply = conn.read()
+        assert isinstance(reply, dict) and reply["error"]["code"] == -32600
+        assert reply["error"]["data"]["limit"] == 5
+
+
+def test_params_size(limited: DaemonProcess) -> None:
+    with limited.connect() as conn:
+        small = conn.request("info", {"format": "{{.Host.Arch}}" + " " * 900}, "small")
+        assert small["result"].strip()
+        big = conn.request("info", {"format": "x" * 2000}, "big")
+        assert big["id"] == "big" and big["error"]["code"] == -32602
+        assert big["error"]["data"]["field"] == "params"
+
+
+@pytest.mark.parametrize("line", [
+    b"\x00\x00\x00", b"\xff\xfe{}", b'{"jsonrpc":"2.0","id":1,"method":"status"}\r',
+    b'{"jsonrpc":"2.0","id":"\\ud800","method":"status"}', b"1e999",
+    b'{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"status"}',
+    b'{"jsonrpc":"2.0","id":1,"method":"status","params":[1,2]}',
+    b'{"jsonrpc":"2.0","id":1,"method":"status","jsonrpc":"1.0"}',
+], ids=["nul", "bad-utf8", "crlf", "lone-surrogate", "inf", "huge-id", "positional", "dup-key"])
+def test_odd_bytes_get_one_reply_each(daemon: DaemonProcess, line: bytes) -> None:
+    with daemon.connect() as conn:
+        conn.send_bytes(line + b"\n" + orjson.dumps(_req("status", "after")) + b"\n")
+        first, second = conn.read(), conn.read()
+        assert first["jsonrpc"] == "2.0" and ("result" in first) != ("error" in first)
+        assert second["id"] == "after" and "result" in second
+
+
+def test_connections_per_uid(limited: DaemonProcess) -> None:
+    held = [limited.connect() for _ in range(4)]
+    try:
+        for conn in held:
+            assert conn.call("status")["connections"] >= 1
+        with limited.connect() as extra:
+            refusal = extra.read()
+            assert refusal["error"]["code"] == -32000
+            assert refusal["error"]["data"]["limit"] == 4
+            assert _closed_by_daemon(extra)
+        held.pop().close()
+        for _ in range(200):  # the daemon notices the close asynchronously
+            with limited.connect() as again:
+                again.send(_req("status", "again"))
+                reply = again.read()
+                if reply["id"] == "again":
+                    break
+            time.sleep(0.02)
+        assert reply["id"] == "again" and "result" in reply
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_total_connections(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon("max_connections = 3\n")
+    held = [daemon.connect() for _ in range(3)]
+    try:
+        for conn in held:
+            conn.call("status")
+        with daemon.connect() as extra:
+            refusal = extra.read()
+            assert refusal["error"]["data"]["kind"] == "Overloaded"
+            assert refusal["error"]["data"]["limit"] == 3 and _closed_by_daemon(extra)
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_half_a_line_then_silence_is_closed(limited: DaemonProcess) -> None:
+    with limited.connect() as idle, limited.connect() as stalled:
+        idle.call("status")
+        stalled.send_bytes(b'{"jsonrpc":"2.0","id":1,"meth')
+        reply = stalled.read()  # arrives once partial_line_timeout (0.5 s) has passed
+        assert reply["error"]["code"] == -32600 and "timed out" in reply["error"]["message"]
+        assert _closed_by_daemon(stalled)
+        # A connection with no partial line is not idle-closed: it still answers.
+        assert idle.call("status")["draining"] is False
+
+
+def _vm_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def test_reader_that_never_reads_is_dropped_with_bounded_memory(limited: DaemonProcess) -> None:
+    assert limited.process is not None
+    pid = limited.process.pid
+    with limited.connect() as watcher:
+        watcher.call("status")
+        peak_before = _vm_kib(pid, "VmHWM")
+        hog = socket.socket(socket.AF_UNIX)
+        hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        hog.connect(str(limited.socket_path))
+        requests = 3000  # ~19 KB of rpc.discover each: ~56 MB if the daemon buffered it all
+        flood = b"".join(orjson.dumps(_req("rpc.discover", i)) + b"\n" for i in range(requests))
+        send_error: list[BaseException] = []
+
+        def push() -> None:
+            try:
+                hog.sendall(flood)
+            except OSError as exc:  # reset by the daemon once it gives up on us
+                send_error.append(exc)
+
+        pusher = threading.Thread(target=push, daemon=True)
+        pusher.start()
+        dropped = False
+        for _ in range(600):  # bounded wait: the write timeout is 1 s
+            if watcher.call("status")["connections"] == 1:
+                dropped = True
+                break
+            time.sleep(0.05)
+        peak_after = _vm_kib(pid, "VmHWM")
+        hog.close()
+        pusher.join(10)
+        assert dropped, "the daemon kept a connection whose reader never reads"
+        assert (peak_after - peak_before) < 32 * 1024, (peak_before, peak_after)
+        assert "client stopped reading" in limited.log_path.read_text()
+        assert watcher.call("status")["draining"] is False
