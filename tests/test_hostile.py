@@ -211,6 +211,7 @@ def test_reader_that_never_reads_is_dropped_with_bounded_memory(limited: DaemonP
         peak_after = _vm_kib(pid, "VmHWM")
         hog.close()
         pusher.join(10)
+        print(f"peak RSS {peak_before} KiB -> {peak_after} KiB for {requests} unread replies")
         assert dropped, "the daemon kept a connection whose reader never reads"
         assert (peak_after - peak_before) < 32 * 1024, (peak_before, peak_after)
         assert "client stopped reading" in limited.log_path.read_text()
