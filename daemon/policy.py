@@ -93,6 +93,7 @@ class PolicyConfig:
     port_range: tuple[int, int] = (1024, 65535)
     allow_networks: tuple[str, ...] = ("none",)
     max_memory: int | None = 1 << 30
+    max_memory_swap: int | None = 2 << 30  # memory plus swap; -1 (unlimited) is denied
     max_cpus: float | None = 2.0
     require_pids_limit: bool = True
     max_pids: int | None = 4096
@@ -109,7 +110,7 @@ def policy_from_mapping(raw: Mapping[str, Any]) -> PolicyConfig:
         raise ValueError(f"unknown [daemon.policy] keys: {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key == "max_memory":
+        if key in ("max_memory", "max_memory_swap"):
             value = parse_size(value)
         elif key == "port_range":
             low, high = (int(v) for v in value)
@@ -315,6 +316,11 @@ def _check_resources(limits: Any, policy: PolicyConfig) -> None:
         if limit is None or limit <= 0 or limit > policy.max_memory:
             raise _deny("memory", f"memory must be set and at most {policy.max_memory} bytes",
                         limit=policy.max_memory, requested=limit)
+    swap = _number(memory.get("swap"))
+    if policy.max_memory_swap is not None and swap is not None and (
+            swap < 0 or swap > policy.max_memory_swap):
+        raise _deny("memory_swap", f"memory plus swap must be at most {policy.max_memory_swap}",
+                    limit=policy.max_memory_swap, requested=swap)
     if policy.max_cpus is not None:
         quota, period = _number(cpu.get("quota")), _number(cpu.get("period")) or 100000
         cpus = None if quota is None or quota <= 0 or period <= 0 else quota / period
