@@ -192,7 +192,7 @@ def test_sigkilled_daemon_leaves_no_containers_after_restart(
     finally:
         for connection in connections:
             connection.close()
-    assert len(instance_containers(instance)) == 10  # nothing cleaned them up...
+    # (Any other daemon on this host may now reap them too: the instance is gone.)
     started = time.monotonic()
     second = make_daemon(config)
     left = wait_until(lambda: not instance_containers(instance),

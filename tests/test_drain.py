@@ -1,0 +1,103 @@
+"""SIGTERM drains: in-flight work finishes (or is cancelled after the grace period), exit 0.
+
+Each test reads its connection to the end, so "no request gets two replies and
+none gets none" is checked on everything the daemon ever wrote.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from typing import Any, Callable
+
+from tests.rig.daemon import DaemonProcess, RawConnection
+from tests.test_cancel import assert_gone, new_name, start_long_run, state_of
+from tests.test_lanes import run_request
+from tests.test_reaper import wait_until
+
+
+def refuses_connections(daemon: DaemonProcess) -> bool:
+    """True once the daemon no longer accepts: it has started draining."""
+    try:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(2)
+        probe.connect(str(daemon.socket_path))
+    except OSError:
+        return True
+    probe.close()
+    return False
+
+
+def read_to_end(conn: RawConnection) -> list[dict[str, Any]]:
+    """Every message until the daemon closes the connection."""
+    messages = []
+    while True:
+        try:
+            messages.append(conn.read())
+        except ConnectionError:
+            return messages
+
+
+def replies_by_id(messages: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    replies: dict[Any, dict[str, Any]] = {}
+    for message in messages:
+        if "method" in message:
+            continue
+        assert message["id"] not in replies, f"two replies for {message['id']}"
+        replies[message["id"]] = message
+    return replies
+
+
+def sigterm_and_wait_for_draining(daemon: DaemonProcess) -> None:
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGTERM)
+    assert wait_until(lambda: refuses_connections(daemon), limit=10)
+
+
+def test_sigterm_lets_in_flight_run_finish(make_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = make_daemon("drain_grace = 30\n")
+    name = new_name()
+    with daemon.connect() as conn:
+        conn.send(run_request("work", "sleep 3; echo finished", timeout=30, name=name))
+        assert wait_until(lambda: state_of(name) == "running", limit=30)
+        sigterm_and_wait_for_draining(daemon)
+        conn.send({"jsonrpc": "2.0", "id": "late", "method": "ping"})
+        conn.send({"jsonrpc": "2.0", "id": "late-run", "method": "run",
+                   "params": {"image": "localhost/busybox:latest", "command": ["true"]}})
+        messages = read_to_end(conn)
+    assert daemon.process is not None and daemon.process.wait(30) == 0
+    replies = replies_by_id(messages)
+    assert set(replies) == {"work", "late", "late-run"}, messages
+    assert "finished" in str(replies["work"].get("result", {}).get("stdout")), (replies, daemon.log())
+    for late in ("late", "late-run"):
+        assert replies[late]["error"]["code"] == -32002
+        assert replies[late]["error"]["data"]["kind"] == "ShuttingDown"
+    assert_gone(name)
+
+
+def test_grace_period_over_cancels_and_removes(make_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = make_daemon("drain_grace = 1\n")
+    names = [new_name(), new_name()]
+    with daemon.connect() as conn:
+        for index, name in enumerate(names):
+            start_long_run(conn, index, name)
+        sigterm_and_wait_for_draining(daemon)
+        messages = read_to_end(conn)
+    assert daemon.process is not None and daemon.process.wait(30) == 0
+    replies = replies_by_id(messages)
+    assert set(replies) == {0, 1}
+    for reply in replies.values():
+        assert reply["error"]["code"] == -32002, reply
+    for name in names:
+        # The daemon waited for its cleanup before exiting: nothing to wait for here.
+        assert state_of(name) is None
+
+
+def test_idle_daemon_exits_0_and_unlinks_its_socket(
+        make_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = make_daemon()
+    with daemon.connect() as conn:
+        assert conn.call("status")["draining"] is False
+        assert daemon.terminate(30) == 0
+        assert read_to_end(conn) == []
+    assert not daemon.socket_path.exists()
