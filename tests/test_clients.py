@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import orjson
 import pytest
 
 from clients import AsyncClient, Client, ConnectionLost, Progress
+from clients.follow import Follower
 from protocol import errors
 from protocol.registry import METHODS
 from tests.rig.daemon import REPO, DaemonProcess
@@ -427,3 +429,44 @@ def test_cli_describe(daemon: DaemonProcess) -> None:
     assert orjson.loads(raw.stdout) == orjson.loads(orjson.dumps(METHODS["run"].describe()))
     missing = cli("describe", "nope", "--socket", str(daemon.socket_path))
     assert missing.returncode == 1 and "no method 'nope'" in missing.stderr
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_follow_build_display_on_a_terminal() -> None:
+    screen = _Terminal()
+    follower = Follower("build", screen)
+    for line in ["STEP 1/2: FROM localhost/busybox:latest", "STEP 2/2: RUN echo hi", "hi",
+                 "COMMIT x"]:
+        follower.show(Progress(1, "build", line))
+    follower.finish()
+    text = screen.getvalue()
+    # Each step header stays in the scrollback; the status line is redrawn in place.
+    assert "STEP 1/2: FROM localhost/busybox:latest\n" in text
+    assert "STEP 2/2: RUN echo hi\n" in text
+    assert "[build step 2/2, 4 lines] COMMIT x" in text
+    assert text.endswith("\r\x1b[2K")  # cleared at the end: the result follows cleanly
+    plain = io.StringIO()
+    Follower("build", plain).show(Progress(1, "build", "STEP 1/2: FROM x"))
+    assert plain.getvalue() == "build: STEP 1/2: FROM x\n"  # not a terminal: plain lines
+
+
+def test_cli_call_build_follow_streams_the_build_log(daemon: DaemonProcess, busybox: str,
+                                                     tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(f"FROM {busybox}\nRUN echo built-here\n")
+    tag = f"localhost/clients-follow-{uuid.uuid4().hex[:8]}:latest"
+    params = orjson.dumps({"context": str(tmp_path), "tag": tag}).decode()
+    try:
+        out = cli("call", "build", params, "--follow", "--socket", str(daemon.socket_path),
+                  timeout=300)
+        assert out.returncode == 0, out.stderr
+        lines = out.stderr.splitlines()
+        assert lines and all(line.startswith("build: ") for line in lines)
+        assert any("built-here" in line for line in lines)
+        result = orjson.loads(out.stdout)
+        assert tag in result["tags"] and result["built"] is True
+    finally:
+        podman("rmi", "-f", tag, check=False)
