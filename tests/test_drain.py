@@ -101,3 +101,23 @@ def test_idle_daemon_exits_0_and_unlinks_its_socket(
         assert daemon.terminate(30) == 0
         assert read_to_end(conn) == []
     assert not daemon.socket_path.exists()
+
+
+def test_status_reports_what_the_issue_lists(make_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = make_daemon()
+    with daemon.connect() as conn, daemon.connect():
+        podman_version = conn.call("version")
+        conn.call("ping")
+        conn.request("inspect", {"name": "localhost/no-such-image:latest"})
+        status = conn.call("status")
+    assert status["uptime_s"] > 0
+    assert status["podman"]["reachable"] is True and status["podman"]["version"] == podman_version
+    assert status["connections"] == 2
+    for lane in ("local", "query", "run", "build"):
+        assert set(status["lanes"][lane]) >= {"in_flight", "queued", "cap"}
+    assert status["lanes"]["run"]["cap"] == 8 and status["lanes"]["build"]["cap"] == 1
+    assert status["lanes"]["query"]["cap"] == 16
+    assert status["requests"]["served"]["ping"] == 1 and status["requests"]["served"]["version"] == 1
+    assert status["requests"]["failed"]["inspect"] == 1
+    assert isinstance(status["containers_reaped"], int)
+    assert status["version"] and status["protocol_version"]

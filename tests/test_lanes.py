@@ -126,3 +126,19 @@ def test_quick_query_answers_while_run_lane_is_saturated(
         instance = conn.call("status")["instance_id"]
     # Closing ``runner`` cancelled its runs; none of their containers may remain.
     assert wait_until(lambda: not instance_containers(instance), limit=30), daemon.log()
+
+
+def test_time_queued_counts_against_the_deadline(make_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = make_daemon("run_allowance = 1\nlanes = { run = { cap = 1, queue = 10 } }\n")
+    with daemon.connect() as conn:
+        conn.send(run_request("blocker", "sleep 60", timeout=60))
+        assert wait_until(lambda: conn.call("status")["lanes"]["run"]["in_flight"] == 1)
+        # Deadline 1 s + 1 s allowance, all of it spent waiting behind the blocker.
+        conn.send(run_request("queued", "echo never", timeout=1, name="lanetest-never-created"))
+        reply = read_replies(conn, 1)["queued"]
+        assert reply["error"]["code"] == -32001, reply
+        assert conn.call("status")["lanes"]["run"] == {
+            "in_flight": 1, "queued": 0, "cap": 1, "queue_limit": 10}
+        instance = conn.call("status")["instance_id"]
+        assert len(instance_containers(instance)) == 1  # the queued one never got a container
+    assert wait_until(lambda: not instance_containers(instance), limit=15), daemon.log()
