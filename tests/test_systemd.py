@@ -210,6 +210,8 @@ def test_idle_exit_called_off_when_work_arrives_keeps_serving(tmp_path: Path,
         await serving
         return exited, old, new
 
-    exited, old, new = asyncio.run(scenario())
+    import uvloop  # the loop the daemon runs on
+
+    exited, old, new = uvloop.run(scenario())
     assert not exited
     assert b'"Pong"' in old and b'"Pong"' in new  # type: ignore[operator]
