@@ -7,6 +7,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -38,8 +39,18 @@ def cli_run(image: str) -> float:
                           env=podman_cli_env(), capture_output=True, text=True, timeout=120)
     elapsed = time.perf_counter() - start
     if done.returncode != 0 or done.stdout.strip() != "hello":
-        raise RuntimeError(f"podman run failed: {done.stderr[-500:]}")
+        raise RuntimeError(f"podman run failed (exit {done.returncode}, "
+                           f"stdout {done.stdout[-100:]!r}): {done.stderr[-400:]}")
     return elapsed
+
+
+def _attempt(fn: Any) -> str | None:
+    """None if ``fn()`` succeeded, else why not (throughput counts only successes)."""
+    try:
+        fn()
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return None
 
 
 def run_latency(daemon_socket: Path, podman_socket: Path, image: str, count: int,
@@ -65,8 +76,9 @@ def run_latency(daemon_socket: Path, podman_socket: Path, image: str, count: int
     return rows
 
 
-async def _daemon_runs(path: str, line: bytes, total: int, conns: int) -> None:
+async def _daemon_runs(path: str, line: bytes, total: int, conns: int) -> list[str]:
     remaining = [total]
+    failures: list[str] = []
 
     async def worker() -> None:
         reader, writer = await asyncio.open_unix_connection(path, limit=1 << 22)
@@ -74,11 +86,15 @@ async def _daemon_runs(path: str, line: bytes, total: int, conns: int) -> None:
             while remaining[0] > 0:
                 remaining[0] -= 1
                 writer.write(line)
-                _check_run(await reader.readline())
+                reply = await reader.readline()
+                why = _attempt(lambda: _check_run(reply))
+                if why is not None:
+                    failures.append(why)
         finally:
             writer.close()
 
     await asyncio.gather(*(worker() for _ in range(conns)))
+    return failures
 
 
 def run_throughput(daemon_socket: Path, image: str, total: int,
@@ -87,13 +103,22 @@ def run_throughput(daemon_socket: Path, image: str, total: int,
 
     line = request_line("run", run_params(image))
     start = time.perf_counter()
-    uvloop.run(_daemon_runs(str(daemon_socket), line, total, conns))
-    daemon_rate = total / (time.perf_counter() - start)
+    daemon_failed = uvloop.run(_daemon_runs(str(daemon_socket), line, total, conns))
+    daemon_rate = (total - len(daemon_failed)) / (time.perf_counter() - start)
     start = time.perf_counter()
     with ThreadPoolExecutor(conns) as pool:
-        list(pool.map(lambda _: cli_run(image), range(total)))
-    cli_rate = total / (time.perf_counter() - start)
+        cli_failed = [why for why in pool.map(lambda _: _attempt(lambda: cli_run(image)),
+                                              range(total)) if why is not None]
+    cli_rate = (total - len(cli_failed)) / (time.perf_counter() - start)
+    for who, failed in (("daemon", daemon_failed), ("podman CLI", cli_failed)):
+        if len(failed) > total // 10:
+            raise RuntimeError(f"{who}: {len(failed)} of {total} runs failed, e.g. {failed[0]}")
+
+    def note(failed: list[str]) -> str:
+        return f"{len(failed)} failed, not counted: {failed[0][:80]}" if failed else ""
+
     return [Measurement("run throughput", f"daemon: {total} runs over {conns} connections",
-                        value=daemon_rate, unit="runs/s", note="default run lane cap"),
+                        value=daemon_rate, unit="runs/s",
+                        note=note(daemon_failed) or "default run lane cap"),
             Measurement("run throughput", f"podman run --rm: {total} runs, {conns} in parallel",
-                        value=cli_rate, unit="runs/s")]
+                        value=cli_rate, unit="runs/s", note=note(cli_failed))]

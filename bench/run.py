@@ -134,8 +134,7 @@ def guarded(rows: list[Measurement], failures: list[str], case: str,
     except Exception as exc:  # noqa: BLE001 - one failed case must not hide the others
         traceback.print_exc(file=sys.stderr)
         failures.append(f"{case}: {exc}")
-        rows.append(Measurement(case, "FAILED", note=" ".join(str(exc).split())[:200]
-                                .replace("|", "/")))
+        rows.append(Measurement(case, "FAILED", note=str(exc)[:200]))
     print(f"bench: {case} done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
 
@@ -156,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Measurement] = []
     failures: list[str] = []
     began = time.perf_counter()
+    load_before = os.getloadavg()[0]
     rig = BenchRig()
     try:
         rig.start()
@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"podman-rpc bench, {'quick' if args.quick else 'full'} run, "
               f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
               f"{time.perf_counter() - began:.0f} s\n\nMachine: {machine()}; "
-              f"RLIMIT_NOFILE {soft}/{hard}.\n")
+              f"RLIMIT_NOFILE {soft}/{hard}; 1-minute load average {load_before:.1f} at start, "
+              f"{os.getloadavg()[0]:.1f} at end (other work on the machine skews every figure).\n")
     report = (header + "\n" + measurements_table(rows) + "\n\nTargets (issue 8), same run:\n\n"
               + ratio_table(ratios(rows)) + "\n")
     print(report)

@@ -85,8 +85,9 @@ def measurements_table(rows: list[Measurement]) -> str:
     lines = ["| case | subject | n | p50 | p99 | unit | note |",
              "|---|---|---:|---:|---:|---|---|"]
     for row in rows:
+        note = " ".join(row.note.split()).replace("|", "/")  # one table row, whatever the text
         lines.append(f"| {row.case} | {row.subject} | {row.n} | {fmt_number(row.p50, row.unit)} | "
-                     f"{fmt_number(row.p99, row.unit)} | {row.unit} | {row.note} |")
+                     f"{fmt_number(row.p99, row.unit)} | {row.unit} | {note} |")
     return "\n".join(lines)
 
 
