@@ -61,7 +61,8 @@ def parse_frame(line: bytes, *, max_depth: int = 64, max_batch: int = 100,
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        reason = "recursion limit exceeded" if "recursion" in str(exc) else "malformed JSON"
+        reason = ("nesting too deep" if "recursion" in str(exc) or "depth" in str(exc)
+                  else "malformed JSON")
         return Frame([BadRequest(ParseError(f"Parse error: {reason}"))], batch=False)
     # Depth can only exceed the limit if the line has that many bytes.
     if len(line) > 2 * max_depth and _depth_exceeds(value, max_depth):
