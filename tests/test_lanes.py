@@ -108,22 +108,25 @@ def test_full_queue_answers_overloaded_at_once(make_daemon: Callable[..., Daemon
 
 def test_quick_query_answers_while_run_lane_is_saturated(
         make_daemon: Callable[..., DaemonProcess]) -> None:
-    daemon = make_daemon(CONFIG)
-    queued = 5
+    """The issue's picture, with the default lanes: 8 functions run, 50 more wait, ``ps`` answers."""
+    daemon = make_daemon()
+    cap, queued = 8, 50
     with daemon.connect() as runner, daemon.connect() as conn:
-        runner.send_bytes(b"".join(orjson.dumps(run_request(i, "sleep 30", timeout=60)) + b"\n"
-                                   for i in range(RUN_CAP + queued)))
-        until = time.monotonic() + 30
-        while conn.call("status")["lanes"]["run"] != {
-                "in_flight": RUN_CAP, "queued": queued, "cap": RUN_CAP, "queue_limit": 50}:
-            assert time.monotonic() < until, conn.call("status")
+        runner.send_bytes(b"".join(orjson.dumps(run_request(i, "sleep 60", timeout=90)) + b"\n"
+                                   for i in range(cap + queued)))
+        until = time.monotonic() + 60
+        while (lane := conn.call("status")["lanes"]["run"])["in_flight"] < cap:
+            assert time.monotonic() < until, lane
             time.sleep(0.05)
-        listed = conn.call("ps", {"all": True})
-        assert isinstance(listed, list)
+        assert lane["cap"] == cap and lane["queued"] == queued
+        instance = conn.call("status")["instance_id"]
+        assert wait_until(lambda: len(instance_containers(instance)) == cap, limit=60)
+        listed = conn.call("ps")
+        assert {c["id"][:12] for c in listed} >= set(instance_containers(instance))
         assert conn.call("images") and conn.call("ping") == "Pong"
         # The runs are all still pending: the queries did not wait for them.
-        assert conn.call("status")["lanes"]["run"]["in_flight"] == RUN_CAP
-        instance = conn.call("status")["instance_id"]
+        assert conn.call("status")["lanes"]["run"] == {
+            "in_flight": cap, "queued": queued, "cap": cap, "queue_limit": 256}
     # Closing ``runner`` cancelled its runs; none of their containers may remain.
     assert wait_until(lambda: not instance_containers(instance), limit=30), daemon.log()
 
