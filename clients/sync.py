@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
-import subprocess
 import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -20,80 +18,14 @@ from clients._core import (ConnectionLost, ProgressCallback, Router, Waiter, def
                            encode_cancel, encode_notification,
                            encode_request, outcome, prepare_params, unwrap,
                            with_registry_methods)
+from clients._streams import ProcessStream, SocketStream, Stream
 from protocol.registry import MethodSpec
-
-
-class _Stream:
-    """A byte pipe to the daemon: a unix socket, or a bridge subprocess's stdin/stdout."""
-
-    def send(self, data: bytes) -> None: ...
-    def recv(self) -> bytes: ...
-    def close(self) -> None: ...
-
-
-class _SocketStream(_Stream):
-    def __init__(self, path: str, connect_timeout: float) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.sock.settimeout(connect_timeout)
-            self.sock.connect(path)
-            self.sock.settimeout(None)
-        except BaseException:
-            self.sock.close()
-            raise
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def recv(self) -> bytes:
-        return self.sock.recv(1 << 16)
-
-    def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader thread
-        except OSError:
-            pass
-        self.sock.close()
-
-
-class _ProcessStream(_Stream):
-    """Speaks over a child's stdin/stdout, as varlink's ``new_with_bridge`` did."""
-
-    def __init__(self, argv: Sequence[str]) -> None:
-        self.proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     bufsize=0)
-        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
-        assert self.stdin is not None and self.stdout is not None
-
-    def send(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[self.stdin.write(view):]  # type: ignore[union-attr]
-
-    def recv(self) -> bytes:
-        return os.read(self.stdout.fileno(), 1 << 16)  # type: ignore[union-attr]
-
-    def close(self) -> None:
-        try:
-            self.stdin.close()  # type: ignore[union-attr]
-        except OSError:
-            pass
-        try:
-            self.proc.wait(2)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()
-            try:
-                self.proc.wait(2)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.stdout.close()  # type: ignore[union-attr]
 
 
 class _Session:
     """One live connection and the thread that reads its replies."""
 
-    def __init__(self, stream: _Stream) -> None:
+    def __init__(self, stream: Stream) -> None:
         self.stream = stream
         self.router = Router()
         # Guards router.waiters and writes. Reentrant: a progress callback runs on the
@@ -167,7 +99,7 @@ class Client:
                  timeout: float | None = None, connect_timeout: float = 5.0) -> None:
         target = str(path) if path is not None else default_socket()
         self.path: str | None = target
-        self._open: Callable[[], _Stream] = lambda: _SocketStream(target, connect_timeout)
+        self._open: Callable[[], Stream] = lambda: SocketStream(target, connect_timeout)
         self.timeout = timeout
         self._session: _Session | None = None
         self._connect_lock = threading.Lock()
@@ -178,7 +110,7 @@ class Client:
         """Speak over a command's stdin/stdout, e.g. ``["ssh", "host", "podman-rpc", "bridge"]``."""
         client = cls(os.devnull, timeout=timeout)
         client.path = None
-        client._open = lambda: _ProcessStream(argv)
+        client._open = lambda: ProcessStream(argv)
         return client
 
     # --- connection ---------------------------------------------------------------
