@@ -42,9 +42,9 @@ class Counts:
 FULL = Counts(ping=2000, oldway=20, local=5000, pipelined=1000, pipelined_reps=5,
               fanout_conns=50, fanout_each=200, listing=500, run=50, cli_run=20,
               run_total=200, run_conns=20, idle_conns=1000, soak=100_000, cold_runs=5)
-QUICK = Counts(ping=200, oldway=3, local=300, pipelined=1000, pipelined_reps=1,
-               fanout_conns=50, fanout_each=20, listing=20, run=5, cli_run=3,
-               run_total=20, run_conns=5, idle_conns=200, soak=5000, cold_runs=1)
+QUICK = Counts(ping=200, oldway=2, local=300, pipelined=1000, pipelined_reps=1,
+               fanout_conns=50, fanout_each=20, listing=20, run=4, cli_run=2,
+               run_total=10, run_conns=5, idle_conns=200, soak=5000, cold_runs=1)
 
 
 def time_oldway(podman_socket: Path, args: list[str], count: int) -> list[float]:
