@@ -91,8 +91,10 @@ def test_restarted_service_reuses_nothing_stale(tmp_path: Path) -> None:
 def test_cancelled_call_does_not_return_its_connection(podman_service: PodmanService) -> None:
     async def go() -> tuple[int, bool]:
         client = PodmanHTTP(podman_service.socket_path)
+        assert await client.ping() and len(client._idle) == 1
         task = asyncio.ensure_future(client.request("GET", f"{API_PREFIX}/info"))
-        await asyncio.sleep(0)  # let it send, then cancel before the reply
+        await asyncio.sleep(0)  # it takes the idle connection and sends; cancel before the reply
+        assert len(client._idle) == 0
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
