@@ -10,10 +10,23 @@ command such as ``ssh host podman-rpc bridge``. Errors are the classes of
 ``protocol.errors`` (``NotFound``, ``ContainerFailed``...), each with ``.data``.
 """
 
-from clients._core import ConnectionLost, Progress, default_socket
-from clients.aio import AsyncClient, Call
-from clients.sync import Client
-from protocol import errors
+from __future__ import annotations
 
-__all__ = ["AsyncClient", "Call", "Client", "ConnectionLost", "Progress", "default_socket",
-           "errors"]
+import importlib
+from typing import Any
+
+_LAZY = {"AsyncClient": "clients.aio", "Call": "clients.aio", "Client": "clients.sync",
+         "ConnectionLost": "clients._core", "Progress": "clients._core",
+         "default_socket": "clients._core", "errors": "protocol.errors"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    """Load on first use: a blocking caller (the compat CLI) never pays for asyncio."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'clients' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name])
+    value = module if name == "errors" else getattr(module, name)
+    globals()[name] = value
+    return value
