@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("podman_rpc.connection")
 
 CANCEL_METHOD = "$/cancelRequest"
+# A refused peer gets its error line, then EOF; we keep reading (and discarding) for a
+# moment so a client that wrote first still reads the reason instead of a reset.
+REFUSAL_LINGER_SECONDS = 2.0
+MAX_LINGERING = 64  # beyond this many at once, refused peers are closed at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,8 @@ def _id_key(request_id: Any) -> tuple[str, Any]:
 class Connection(asyncio.Protocol):
     """The asyncio protocol for one accepted unix-socket connection."""
 
+    _lingering = 0  # refused connections waiting for their peer's EOF (all connections)
+
     def __init__(self, state: DaemonState, dispatcher: Dispatcher) -> None:
         self.state = state
         self.dispatcher = dispatcher
@@ -88,6 +94,7 @@ class Connection(asyncio.Protocol):
         # Lines read but not yet started: one read can hold thousands of requests, and
         # they start only while in-flight and write buffer are under their limits.
         self._backlog: deque[Any] = deque()
+        self._lingers = False
 
     # --- lifecycle ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -97,13 +104,26 @@ class Connection(asyncio.Protocol):
         if refusal is not None:
             self.send(error_reply(None, refusal))
             self.closed = True
-            self.transport.close()  # type: ignore[union-attr]
+            self._refuse(self.transport)  # type: ignore[arg-type]
             return
         self.state.connections.add(self)
         self.transport.set_write_buffer_limits(high=self.config.write_buffer_high)  # type: ignore[union-attr]
         self.state.on_activity()
 
+    def _refuse(self, transport: asyncio.Transport) -> None:
+        if Connection._lingering >= MAX_LINGERING or not transport.can_write_eof():
+            transport.close()
+            return
+        Connection._lingering += 1
+        self._lingers = True
+        transport.write_eof()
+        self._hangup_timer = asyncio.get_running_loop().call_later(
+            REFUSAL_LINGER_SECONDS, transport.close)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._lingers:
+            Connection._lingering -= 1
+            self._lingers = False
         self.closed = True
         self.state.connections.discard(self)
         for timer in (self._partial_timer, self._write_timer, self._hangup_timer):
@@ -144,6 +164,8 @@ class Connection(asyncio.Protocol):
 
     # --- reading ------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return  # a refused peer: what it sends is discarded unread
         self._backlog.extend(self.decoder.feed(data))
         self._start_backlog()
         self._arm_partial_timer()

@@ -172,6 +172,10 @@ def test_unprivileged_uid_is_refused_by_default(open_daemons: Any) -> None:
     error = replies[0]["error"]
     assert replies[0]["id"] is None and error["code"] == -32003
     assert error["data"] == {"kind": "PolicyDenied", "rule": "connect", "uid": NOBODY}
+    for _ in range(3):  # a client that writes before it reads still gets the reason
+        written_first = as_nobody(daemon.socket_path, [_request("status"), _request("ps")])
+        assert written_first[0]["error"]["data"]["rule"] == "connect"
+        assert written_first[1] is None  # then EOF, not a reset
     with daemon.connect() as conn:  # root still gets in
         assert conn.call("status")["draining"] is False
     assert f'"uid":{NOBODY}' in daemon.log()

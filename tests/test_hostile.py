@@ -130,6 +130,7 @@ def test_connections_per_uid(limited: DaemonProcess) -> None:
         for conn in held:
             assert conn.call("status")["connections"] >= 1
         with limited.connect() as extra:
+            extra.send(_req("status", "too-many"))  # written before reading: no reset
             refusal = extra.read()
             assert refusal["error"]["code"] == -32000
             assert refusal["error"]["data"]["limit"] == 4
