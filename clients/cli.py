@@ -53,7 +53,7 @@ def _call(args: argparse.Namespace) -> int:
     follower = None
     if args.follow:
         spec = METHODS.get(args.method)
-        if spec is None or "progress" in spec._by_name:
+        if spec is not None and "progress" in spec._by_name:
             params = {**(params or {}), "progress": True}
         follower = Follower(args.method, sys.stderr)
     try:
