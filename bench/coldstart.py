@@ -75,12 +75,17 @@ def one_run(podman_socket: Path, extra: list[str]) -> tuple[float, float]:
                 time.sleep(0.01)
             timings = []
             for _ in range(2):
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                    sock.settimeout(30)
-                    start = time.perf_counter()
-                    sock.connect(str(path))
-                    reply = ping(sock)
-                    timings.append(time.perf_counter() - start)
+                try:
+                    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                        sock.settimeout(30)
+                        start = time.perf_counter()
+                        sock.connect(str(path))
+                        reply = ping(sock)
+                        timings.append(time.perf_counter() - start)
+                except OSError as exc:
+                    log.flush()
+                    tail = (directory / "daemon.log").read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"{exc}; daemon log:\n{tail}") from exc
                 if reply.get("result") != "Pong":
                     raise RuntimeError(f"ping failed: {reply}")
             return timings[0], timings[1]

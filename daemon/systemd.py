@@ -21,15 +21,19 @@ SD_LISTEN_FDS_START = 3
 FD_NAMES = ("podman-rpc", "podman-rpc.socket")
 
 
-def _is_unix_stream(fd: int) -> bool:
+def _check_listener(fd: int) -> None:
+    """Raise RuntimeError unless ``fd`` is a listening unix stream socket."""
     try:
         if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-            return False
+            raise RuntimeError(f"activation fd {fd} is not a unix stream socket")
         probe = socket.socket(fileno=os.dup(fd))
-    except OSError:
-        return False
+    except OSError as exc:
+        raise RuntimeError(f"activation fd {fd} is not usable: {exc}") from exc
     try:
-        return probe.family == socket.AF_UNIX and probe.type == socket.SOCK_STREAM
+        if probe.family != socket.AF_UNIX or probe.type != socket.SOCK_STREAM:
+            raise RuntimeError(f"activation fd {fd} is not a unix stream socket")
+        if not probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise RuntimeError(f"activation fd {fd} is not listening (Accept=yes is not supported)")
     finally:
         probe.close()
 
@@ -42,7 +46,7 @@ def activation_socket(environ: MutableMapping[str, str] | None = None) -> socket
     else the first passed fd. The LISTEN_* variables are always cleared so that
     children (the embedded Podman) do not inherit them; other passed fds are made
     close-on-exec for the same reason. Raises RuntimeError if the chosen fd is not
-    a unix stream socket: serving JSON lines on anything else would be wrong.
+    a listening unix stream socket: serving JSON lines on anything else would be wrong.
     """
     env = os.environ if environ is None else environ
     raw_pid, raw_count = env.pop("LISTEN_PID", ""), env.pop("LISTEN_FDS", "")
@@ -55,8 +59,7 @@ def activation_socket(environ: MutableMapping[str, str] | None = None) -> socket
         return None
     named = [i for i, name in enumerate(names[:count]) if name in FD_NAMES]
     fd = SD_LISTEN_FDS_START + (named[0] if named else 0)
-    if not _is_unix_stream(fd):
-        raise RuntimeError(f"activation fd {fd} is not a unix stream socket")
+    _check_listener(fd)
     for other in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count):
         if other != fd:
             try:

@@ -80,19 +80,26 @@ def test_named_descriptor_is_chosen_among_several(activator) -> None:  # type: i
     assert ask(act.socket_path, "ping") == "Pong"
 
 
-def test_activation_fd_that_is_not_a_stream_socket_is_refused(tmp_path: Path,
-                                                              podman_service: PodmanService) -> None:
+def test_activation_fd_that_is_not_a_listening_stream_socket_is_refused(
+        tmp_path: Path, podman_service: PodmanService) -> None:
     command = serve_command(tmp_path, podman_service.socket_path, [])
-    for redirect in ("3</dev/null", ""):
-        dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        fd = dgram.fileno()
-        result = subprocess.run(
-            ["sh", "-c", f'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@" {redirect}', "sh", *command],
-            env=daemon_env(), capture_output=True, text=True, timeout=60,
-            pass_fds=(3,) if not redirect else (), preexec_fn=(lambda: os.dup2(fd, 3)) if not redirect else None)
-        dgram.close()
-        assert result.returncode == 1, result.stderr
-        assert "not a unix stream socket" in result.stderr
+    dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    connected, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    cases = [(None, "not a unix stream socket"), (dgram, "not a unix stream socket"),
+             (connected, "not listening")]
+    try:
+        for passed, message in cases:
+            script = 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"' + (" 3</dev/null" if passed is None else "")
+            fd = passed.fileno() if passed is not None else -1
+            result = subprocess.run(
+                ["sh", "-c", script, "sh", *command], env=daemon_env(), capture_output=True,
+                text=True, timeout=60, pass_fds=(3,) if passed is not None else (),
+                preexec_fn=(lambda: os.dup2(fd, 3)) if passed is not None else None)
+            assert result.returncode == 1, result.stderr
+            assert message in result.stderr
+    finally:
+        for sock in (dgram, connected, peer):
+            sock.close()
 
 
 def read_notifications(receiver: socket.socket, until: Callable[[list[str]], bool]) -> list[str]:
