@@ -102,7 +102,7 @@ class Router:
         self.waiters: dict[Any, Waiter] = {}
         self.decoder = LineDecoder(MAX_REPLY_LINE)
         self.connection_error: dict[str, Any] | None = None
-        """An id-less wire error (e.g. Overloaded, PolicyDenied on connect) that explains a close."""
+        """An id-less wire error (Overloaded, PolicyDenied on connect) explaining a close."""
 
     def feed(self, data: bytes) -> None:
         for line in self.decoder.feed(data):
@@ -153,12 +153,17 @@ def py_name(method: str) -> str:
     return method.replace(".", "_")
 
 
+def has_progress(spec: MethodSpec) -> bool:
+    """Whether the method is declared with a ``progress`` param (run, build, pull)."""
+    return any(param.name == "progress" for param in spec.params)
+
+
 def prepare_params(spec: MethodSpec, params: dict[str, Any],
                    on_progress: ProgressCallback | None) -> dict[str, Any]:
     """Validate with the declaration before anything is sent; ask for progress if wanted."""
     params = dict(params)
     if on_progress is not None:
-        if "progress" not in spec._by_name:
+        if not has_progress(spec):
             raise TypeError(f"{spec.name} sends no progress notifications")
         params["progress"] = True
     spec.validate(params)  # raises protocol.errors.InvalidParams naming the field
@@ -171,7 +176,7 @@ def _signature(spec: MethodSpec) -> inspect.Signature:
         parameters.append(inspect.Parameter(
             param.name, inspect.Parameter.KEYWORD_ONLY, annotation=param.annotation,
             default=inspect.Parameter.empty if param.required else param.default))
-    if "progress" in spec._by_name:
+    if has_progress(spec):
         parameters.append(inspect.Parameter("on_progress", inspect.Parameter.KEYWORD_ONLY,
                                             default=None))
     return inspect.Signature(parameters, return_annotation=spec.result)

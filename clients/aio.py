@@ -14,8 +14,8 @@ import os
 from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 
 from clients._core import (ConnectionLost, Progress, ProgressCallback, Router, Waiter,
-                           default_socket, encode_cancel, encode_notification,
-                           encode_request, outcome, prepare_params, unwrap,
+                           default_socket, encode_cancel, encode_notification, encode_request,
+                           has_progress, outcome, prepare_params, unwrap,
                            with_registry_methods)
 from protocol.registry import METHODS, MethodSpec
 
@@ -216,7 +216,7 @@ class AsyncClient:
     def stream(self, method: str, /, **params: Any) -> Call:
         """Start a call with ``progress`` on: iterate it for Progress, await it for the result."""
         spec = METHODS.get(method)
-        if spec is not None and "progress" not in spec._by_name:
+        if spec is not None and not has_progress(spec):
             raise TypeError(f"{method} sends no progress notifications")
         return Call(self, method, {**params, "progress": True})
 

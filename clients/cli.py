@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import orjson
 
-from clients._core import default_socket
+from clients._core import default_socket, has_progress
 from clients.follow import Follower
 
 
@@ -53,7 +53,7 @@ def _call(args: argparse.Namespace) -> int:
     follower = None
     if args.follow:
         spec = METHODS.get(args.method)
-        if spec is not None and "progress" in spec._by_name:
+        if spec is not None and has_progress(spec):
             params = {**(params or {}), "progress": True}
         follower = Follower(args.method, sys.stderr)
     try:

@@ -45,7 +45,8 @@ SESSION = (b'{"jsonrpc":"2.0","id":"a","method":"ping"}\n'
            b'this is not json\n'
            b'{"jsonrpc":"2.0","id":2,"method":"nope"}\n'
            b'{"jsonrpc":"2.0","method":"ping"}\n'
-           b'[{"jsonrpc":"2.0","id":3,"method":"ping"},{"jsonrpc":"2.0","id":4,"method":"version"}]\n'
+           b'[{"jsonrpc":"2.0","id":3,"method":"ping"},'
+           b'{"jsonrpc":"2.0","id":4,"method":"version"}]\n'
            b'{"jsonrpc":"2.0","id":5,"method":"info","params":{"format":"'
            + b"x" * 200_000 + b'"}}\n')
 

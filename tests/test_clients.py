@@ -261,8 +261,8 @@ def test_sync_progress_callback_gets_every_line_before_the_reply(daemon: DaemonP
                                                                  busybox: str) -> None:
     seen: list[Progress] = []
     with Client(daemon.socket_path) as client:
-        result = client.run(image=busybox, command=["sh", "-c", "for i in 1 2 3; do echo out$i; done; "
-                                                 "echo err >&2"], on_progress=seen.append)
+        script = "for i in 1 2 3; do echo out$i; done; echo err >&2"
+        result = client.run(image=busybox, command=["sh", "-c", script], on_progress=seen.append)
         # Progress precedes the reply, so the callback has had everything by now.
         assert [p.line for p in seen if p.stream == "stdout"] == ["out1", "out2", "out3"]
         assert [p.line for p in seen if p.stream == "stderr"] == ["err"]

@@ -41,7 +41,8 @@ def test_cli_call_prints_result_or_error(daemon: DaemonProcess) -> None:
 
 
 def test_cli_call_follow_prints_progress_on_stderr(daemon: DaemonProcess, busybox: str) -> None:
-    params = orjson.dumps({"image": busybox, "command": ["sh", "-c", "echo hello; echo oops >&2"]}).decode()
+    params = orjson.dumps({"image": busybox,
+                           "command": ["sh", "-c", "echo hello; echo oops >&2"]}).decode()
     out = cli("call", "run", params, "--follow", "--socket", str(daemon.socket_path))
     assert out.returncode == 0, out.stderr
     assert sorted(out.stderr.splitlines()) == ["stderr: oops", "stdout: hello"]
