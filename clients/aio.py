@@ -111,6 +111,7 @@ class AsyncClient:
         self.timeout = timeout
         self._session: _Session | None = None
         self._connect_lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._ids = itertools.count(1)
 
     @classmethod
@@ -139,8 +140,10 @@ class AsyncClient:
         return self._session is not None and self._session.alive
 
     async def _live(self) -> _Session:
-        if self._connect_lock is None:
-            self._connect_lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # first use, or a new asyncio.run(): start afresh
+            self._loop, self._session, self._connect_lock = loop, None, asyncio.Lock()
+        assert self._connect_lock is not None
         async with self._connect_lock:
             if self._session is None or not self._session.alive:
                 if self._session is not None:

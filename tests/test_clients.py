@@ -171,6 +171,12 @@ def test_async_client_reconnects_after_daemon_restart(make_daemon) -> None:
     asyncio.run(main())
 
 
+def test_async_client_survives_a_new_event_loop(daemon: DaemonProcess) -> None:
+    client = AsyncClient(daemon.socket_path)
+    assert asyncio.run(client.ping()) == "Pong"
+    assert asyncio.run(client.ping()) == "Pong"  # the first loop (and its connection) is gone
+
+
 def test_pending_call_fails_with_connection_lost_when_daemon_dies(make_daemon) -> None:
     daemon = make_daemon()
     client = Client(daemon.socket_path)
