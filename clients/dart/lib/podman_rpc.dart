@@ -159,7 +159,7 @@ class _Session {
 
   void _onLine(String line) {
     if (line.trim().isEmpty) return;
-    final Object? message;
+    Object? message;
     try {
       message = jsonDecode(line);
     } on FormatException {
