@@ -164,14 +164,22 @@ class Reaper:
 
     async def _loop(self) -> None:
         interval = self.state.config.reap_interval
+        failing = False  # log an outage once, not every pass
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.reap_once()
             except RpcError as error:
-                log.warning("reap pass failed", error=error.message)
+                if not failing:
+                    log.warning("reap pass failed", error=error.message)
+                failing = True
+                continue
             except Exception:  # noqa: BLE001 - the reaper must outlive one bad pass
                 log.exception("reap pass crashed")
+                continue
+            if failing:
+                log.info("reap pass works again")
+            failing = False
 
     async def stop(self) -> None:
         if self._task is not None:
