@@ -39,9 +39,9 @@ class Dispatcher:
     def prepare(self, request: Request,
                 connection: Connection | None) -> tuple[CallContext, Any]:
         """Validate and build the context; raises RpcError for a request that cannot run."""
-        if self.state.draining:
-            raise ShuttingDown()
         spec = METHODS.get(request.method)
+        if self.state.draining and (spec is None or spec.lane is not Lane.LOCAL):
+            raise ShuttingDown()  # daemon-local methods still answer, so status shows draining
         if spec is None or spec.name not in self.handlers:
             raise MethodNotFound(f"Method not found: {request.method}",
                                  {"method": request.method[:200]})

@@ -64,10 +64,12 @@ def test_sigterm_lets_in_flight_run_finish(make_daemon: Callable[..., DaemonProc
         conn.send({"jsonrpc": "2.0", "id": "late", "method": "ping"})
         conn.send({"jsonrpc": "2.0", "id": "late-run", "method": "run",
                    "params": {"image": "localhost/busybox:latest", "command": ["true"]}})
+        conn.send({"jsonrpc": "2.0", "id": "late-status", "method": "status"})
         messages = read_to_end(conn)
     assert daemon.process is not None and daemon.process.wait(30) == 0
     replies = replies_by_id(messages)
-    assert set(replies) == {"work", "late", "late-run"}, messages
+    assert set(replies) == {"work", "late", "late-run", "late-status"}, messages
+    assert replies["late-status"]["result"]["draining"] is True  # local methods still answer
     assert "finished" in str(replies["work"].get("result", {}).get("stdout")), (replies, daemon.log())
     for late in ("late", "late-run"):
         assert replies[late]["error"]["code"] == -32002
