@@ -4,7 +4,9 @@ Each run puts ``podman-rpc serve`` behind ``systemd-socket-activate`` on a fresh
 socket, connects (which makes systemd-socket-activate exec the daemon), sends
 ``ping`` and times the reply; then a ``ping`` on a second connection to the now
 warm process, for comparison. The daemon is stopped before the next run, so
-every run pays the full interpreter start and import cost.
+every run pays the full interpreter start and import cost. The daemon's CPU
+time up to its first reply is reported too: on a busy machine the wall time
+swings with the load, the CPU time does not.
 
 Standalone on purpose (the benchmark harness calls it as a script)::
 
@@ -55,8 +57,16 @@ def ping(sock: socket.socket) -> dict:
     return json.loads(buffer.split(b"\n", 1)[0])
 
 
-def one_run(podman_socket: Path, extra: list[str]) -> tuple[float, float]:
-    """(cold, warm) seconds from connect to the ``ping`` reply."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads), from /proc."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_run(podman_socket: Path, extra: list[str]) -> tuple[float, float, float]:
+    """(cold, warm, cpu): seconds from connect to the ``ping`` reply, cold and warm, and
+    the CPU seconds the daemon used up to its first reply (independent of machine load)."""
     with tempfile.TemporaryDirectory(prefix="prpc-cold-") as tmp:
         directory = Path(tmp)
         path = directory / "rpc.sock"
@@ -82,13 +92,15 @@ def one_run(podman_socket: Path, extra: list[str]) -> tuple[float, float]:
                         sock.connect(str(path))
                         reply = ping(sock)
                         timings.append(time.perf_counter() - start)
+                        if len(timings) == 1:  # systemd-socket-activate exec'd the daemon: same pid
+                            cpu = cpu_seconds(activator.pid)
                 except OSError as exc:
                     log.flush()
                     tail = (directory / "daemon.log").read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"{exc}; daemon log:\n{tail}") from exc
                 if reply.get("result") != "Pong":
                     raise RuntimeError(f"ping failed: {reply}")
-            return timings[0], timings[1]
+            return timings[0], timings[1], cpu
         finally:
             activator.send_signal(signal.SIGTERM)
             try:
@@ -125,13 +137,16 @@ def main(argv: list[str] | None = None) -> int:
             service.stop()
         if rig is not None:
             shutil.rmtree(rig, ignore_errors=True)
-    cold = [c for c, _ in results]
-    warm = [w for _, w in results]
+    cold = [c for c, _, _ in results]
+    warm = [w for _, w, _ in results]
+    cpu = [c for _, _, c in results]
     summary = {
         "runs": args.runs,
         "cold_ping_s": {"median": statistics.median(cold), "min": min(cold), "max": max(cold)},
         "warm_ping_s": {"median": statistics.median(warm), "min": min(warm), "max": max(warm)},
+        "cold_cpu_s": {"median": statistics.median(cpu), "min": min(cpu), "max": max(cpu)},
         "cold_samples_s": cold,
+        "loadavg_1min": os.getloadavg()[0],
     }
     if args.json:
         print(json.dumps(summary))
@@ -139,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cold start, connect -> first ping reply over {args.runs} runs: "
               f"median {summary['cold_ping_s']['median'] * 1000:.0f} ms, "
               f"min {min(cold) * 1000:.0f} ms, max {max(cold) * 1000:.0f} ms")
+        print(f"daemon CPU time up to its first reply: median "
+              f"{summary['cold_cpu_s']['median'] * 1000:.0f} ms (1-min load average "
+              f"{summary['loadavg_1min']:.1f})")
         print(f"second connection on the warm process: "
               f"median {summary['warm_ping_s']['median'] * 1000:.1f} ms")
     return 0
