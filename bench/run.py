@@ -202,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
 
         args.json.write_bytes(orjson.dumps(as_dict(rows), option=orjson.OPT_INDENT_2))
     if args.plot:
-        plot(rows, args.plot)
+        try:
+            plot(rows, args.plot)
+        except ImportError:
+            print("bench: --plot needs matplotlib: pip install -e '.[bench]'", file=sys.stderr)
+            return 2
         print(f"bench: wrote {args.plot}", file=sys.stderr)
     if failures:
         print("bench: failed cases: " + "; ".join(failures), file=sys.stderr)
