@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-import requests
-
 from protocol.errors import (Conflict, InvalidParams, NotFound, PodmanError,
                              PodmanUnavailable, RpcError)
 
@@ -31,6 +29,8 @@ def _explanation(exc: BaseException) -> str:
 
 def _is_unreachable(exc: BaseException) -> bool:
     """podman-py wraps a refused or missing socket in APIError; look at the causes."""
+    import requests  # lazy, like podman: keeps both off the cold-start path
+
     seen: BaseException | None = exc
     for _ in range(5):
         if seen is None:
@@ -43,6 +43,7 @@ def _is_unreachable(exc: BaseException) -> bool:
 
 def translate(exc: BaseException, *, subject: str = "container") -> RpcError:
     """The protocol error for one exception raised while talking to Podman."""
+    import requests
     from podman import errors as podman_errors  # imported lazily: podman costs ~0.3 s
 
     if isinstance(exc, RpcError):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from daemon.podman_errors import map_podman_errors
+from daemon.podman_http import PodmanHTTP
 from protocol.errors import PodmanUnavailable
 
 T = TypeVar("T")
@@ -36,6 +37,7 @@ class PodmanPool:
         self._clients: list[Any] = []
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podman")
+        self.http = PodmanHTTP(socket_path)
 
     @property
     def base_url(self) -> str:
@@ -67,11 +69,28 @@ class PodmanPool:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._invoke, fn, args, subject)
 
+    async def ping(self) -> None:
+        """Podman's ``_ping`` straight from the event loop.
+
+        About 0.3 ms instead of 1-1.6 ms through podman-py and a worker thread
+        (bench/RESULTS.md), and it needs no podman import, so a cold start's
+        first reply does not wait for one.
+        """
+        try:
+            answered = await self.http.ping()
+        except PodmanUnavailable:
+            self.reachable = False
+            raise
+        self.reachable = answered
+        if not answered:
+            raise PodmanUnavailable("Podman did not answer the ping")
+
     def warm_up(self) -> None:
         """Import podman-py in the background so the first real call does not pay for it."""
         self._executor.submit(lambda: __import__("podman"))
 
     def close(self) -> None:
+        self.http.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             for client in self._clients:

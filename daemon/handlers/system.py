@@ -47,14 +47,8 @@ async def status(ctx: CallContext, params: m.Status) -> dict[str, Any]:
 
 @implements(m.Ping)
 async def ping(ctx: CallContext, params: m.Ping) -> str:
-    await ctx.pool.call(lambda client: client.ping() or _raise_unavailable())
+    await ctx.pool.ping()
     return "Pong"
-
-
-def _raise_unavailable() -> bool:
-    from protocol.errors import PodmanUnavailable
-
-    raise PodmanUnavailable("Podman did not answer the ping")
 
 
 @implements(m.Version)
