@@ -18,8 +18,12 @@ from clients.follow import Follower
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from daemon.main import serve  # the daemon's dependencies load only here
-
+    try:
+        from daemon.main import serve  # the daemon's dependencies load only here
+    except ModuleNotFoundError as exc:
+        print(f"podman-rpc serve: {exc.name} is missing; the daemon needs the `daemon` extra:"
+              " pip install 'podman-rpc[daemon]'", file=sys.stderr)
+        return 2
     return serve(args)
 
 

@@ -19,7 +19,7 @@ fi
 
 VENV="${PODMAN_RPC_VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q -e . >/dev/null
+"$VENV/bin/python" -m pip install -q -e '.[daemon]' >/dev/null
 
 # crun cannot run on hosts with hybrid cgroups, and Podman's default ulimits
 # fail where the hard limits are lower: use runc and the host's limits there.

@@ -214,8 +214,29 @@ def test_embedded_podman_when_none_answers(make_daemon, tmp_path: Path) -> None:
         status = conn.call("status")
     embedded_socket = Path(status["podman"]["socket"])
     assert embedded_socket != daemon.podman_socket and embedded_socket.is_relative_to(daemon.directory)
+    (service_pid,) = _pids_with_arg(f"unix://{embedded_socket}")
+    os.kill(service_pid, signal.SIGKILL)  # the supervisor must bring it back
+    with daemon.connect() as conn:
+        until = time.monotonic() + 60
+        while conn.request("ping").get("result") != "Pong":
+            assert time.monotonic() < until, daemon.log()
+            time.sleep(0.2)
+    (restarted_pid,) = _pids_with_arg(f"unix://{embedded_socket}")
+    assert restarted_pid != service_pid
     assert daemon.terminate() == 0
+    assert _pids_with_arg(f"unix://{embedded_socket}") == []
     assert not embedded_socket.exists() or not _answers(embedded_socket)
+
+
+def _pids_with_arg(arg: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and arg.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
 
 
 def _answers(path: Path) -> bool:
