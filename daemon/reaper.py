@@ -72,8 +72,13 @@ def _deadline(labels: dict[str, str]) -> float | None:
 
 
 def verdict(attrs: dict[str, Any], *, now: float, own_instance: str,
-            active: set[str] | frozenset[str], alive: Callable[[str], bool]) -> str | None:
-    """Why this container must be reaped, or None to leave it alone. Pure: no I/O."""
+            active: set[str] | frozenset[str], alive: Callable[[str], bool],
+            stopping: bool = False) -> str | None:
+    """Why this container must be reaped, or None to leave it alone. Pure: no I/O.
+
+    ``stopping`` is the daemon's last pass: its own running containers (detached
+    runs) would outlive it unsupervised, so they go too.
+    """
     labels = attrs.get("Labels") or {}
     if labels.get(OWNER) != OWNER_VALUE:
         return None  # never touch what we did not create
@@ -87,7 +92,7 @@ def verdict(attrs: dict[str, Any], *, now: float, own_instance: str,
     if instance != own_instance:
         return None if alive(instance) else "instance gone"
     if not finished:
-        return None
+        return "daemon stopping" if stopping else None
     names = set(attrs.get("Names") or ())
     if attrs.get("Id") in active or names & set(active):
         return None  # a request of ours is still collecting its result
@@ -101,7 +106,7 @@ class Reaper:
         self.state = state
         self._task: asyncio.Task[None] | None = None
 
-    async def reap_once(self) -> int:
+    async def reap_once(self, stopping: bool = False) -> int:
         """One pass: list our containers, reap those with a verdict. Returns how many."""
         state = self.state
         listed = await state.pool.call(list_owned)
@@ -116,7 +121,8 @@ class Reaper:
         active = frozenset(state.active_containers)
         doomed = [(attrs, reason) for attrs in listed
                   if (reason := verdict(attrs, now=now, own_instance=state.instance_id,
-                                        active=active, alive=alive)) is not None]
+                                        active=active, alive=alive,
+                                        stopping=stopping)) is not None]
         if not doomed:
             return 0
         gate = asyncio.Semaphore(PARALLEL_REMOVALS)
@@ -158,6 +164,17 @@ class Reaper:
             log.warning("startup reap pass failed", error=error.message)
         else:
             log.info("startup reap pass", reaped=count)
+
+    async def final_pass(self) -> None:
+        """At shutdown, after draining: remove what this instance still owns."""
+        try:
+            async with asyncio.timeout(STARTUP_BUDGET):
+                count = await self.reap_once(stopping=True)
+        except (TimeoutError, RpcError) as error:
+            log.warning("final reap pass unfinished; conmon's timeout and the next daemon's "
+                        "reaper take over", error=str(error))
+        else:
+            log.info("final reap pass", reaped=count)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())

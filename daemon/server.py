@@ -213,6 +213,7 @@ class Server:
             await self._drain(state)
         if self.reaper is not None:
             await self.reaper.stop()
+            await self.reaper.final_pass()
         if self.embedded is not None:
             await self.embedded.stop()
         if state is not None:

@@ -91,5 +91,7 @@ def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
     else:
         left = [cid for cid, _ in left]
     if left:
-        podman("rm", "-f", *left, check=False)
-        pytest.fail(f"containers left behind by the daemon: {left}")
+        details = podman("ps", "-a", "--filter", "label=io.podman-rpc.owner=podman-rpc", "--format",
+                         '{{.ID}} {{.Names}} {{.State}} {{.Labels}}', check=False).stdout
+        podman("rm", "-f", "--ignore", *left, check=False)
+        pytest.fail(f"containers left behind by the daemon: {left}\n{details}")

@@ -123,3 +123,17 @@ def test_status_reports_what_the_issue_lists(make_daemon: Callable[..., DaemonPr
     assert status["requests"]["failed"]["inspect"] == 1
     assert isinstance(status["containers_reaped"], int)
     assert status["version"] and status["protocol_version"]
+
+
+def test_sigterm_removes_own_detached_containers(make_daemon: Callable[..., DaemonProcess]) -> None:
+    """A detached run would outlive the daemon unsupervised: the last reaper pass removes it."""
+    daemon = make_daemon("drain_grace = 1\n")
+    name = new_name()
+    with daemon.connect() as conn:
+        reply = conn.request("run", {"image": "localhost/busybox:latest", "name": name,
+                                     "command": ["sleep", "60"], "detach": True, "timeout": 60})
+        assert reply["result"]["status"] == "running", reply
+        assert state_of(name) == "running"
+    assert daemon.terminate() == 0
+    assert state_of(name) is None, daemon.log()
+    assert "final reap pass" in daemon.log()

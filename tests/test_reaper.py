@@ -70,7 +70,7 @@ def exists(name: str) -> bool:
 
 def remove(*names: str) -> None:
     if names:
-        podman("rm", "-f", "-t", "0", *names, check=False)
+        podman("rm", "-f", "--ignore", "-t", "0", *names, check=False)  # --ignore: else one missing name stops the rest
 
 
 def instance_containers(instance: str) -> list[str]:

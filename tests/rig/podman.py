@@ -54,7 +54,7 @@ def ensure_busybox_image() -> str:
 
 def owned_containers() -> list[tuple[str, str]]:
     """(id, instance label) of containers carrying the daemon's owner label (all instances)."""
-    out = podman("ps", "-a", "--filter", f"label={OWNER_LABEL}", "--format",
+    out = podman("ps", "-a", "--filter", f"label={OWNER_LABEL}=podman-rpc", "--format",
                  '{{.ID}} {{index .Labels "io.podman-rpc.instance"}}').stdout
     return [(parts[0], parts[1] if len(parts) > 1 else "")
             for parts in (line.split() for line in out.splitlines()) if parts]
