@@ -201,3 +201,15 @@ def with_registry_methods(cls: type) -> type:
             raise TypeError(f"{cls.__name__}.{name} clashes with the method {spec.name!r}")
         setattr(cls, name, _make_method(spec))
     return cls
+
+
+def settler(future: Any) -> Callable[[Any], None]:
+    """Settle a future (asyncio or concurrent) with a reply or an exception, once."""
+    def settle(reply: Any) -> None:
+        if future.done():
+            return
+        if isinstance(reply, BaseException):
+            future.set_exception(reply)
+        else:
+            future.set_result(reply)
+    return settle

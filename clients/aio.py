@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Iterable,
 from clients._core import (ConnectionLost, Progress, ProgressCallback, Router, Waiter,
                            default_socket, encode_cancel, encode_notification, encode_request,
                            has_progress, outcome, prepare_params, unwrap,
-                           with_registry_methods)
+                           settler, with_registry_methods)
 from protocol.registry import METHODS, MethodSpec
 
 Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter, Any]]]
@@ -77,17 +77,6 @@ class _Session:
             except asyncio.TimeoutError:
                 self.process.kill()
                 await self.process.wait()
-
-
-def _settler(future: asyncio.Future[Any]) -> Callable[[Any], None]:
-    def settle(reply: Any) -> None:
-        if future.done():
-            return
-        if isinstance(reply, BaseException):
-            future.set_exception(reply)
-        else:
-            future.set_result(reply)
-    return settle
 
 
 @with_registry_methods
@@ -184,7 +173,7 @@ class AsyncClient:
         request_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         session = await self._send(encode_request(request_id, method, params),
-                                   {request_id: Waiter(_settler(future), on_progress)})
+                                   {request_id: Waiter(settler(future), on_progress)})
         wait = timeout if timeout is not None else self.timeout
         try:
             async with asyncio.timeout(wait):
@@ -212,7 +201,7 @@ class AsyncClient:
         futures = {rid: loop.create_future() for rid, _, _ in entries}
         lines = b",".join(encode_request(rid, m, p)[:-1] for rid, m, p in entries)
         await self._send(b"[" + lines + b"]\n",
-                         {rid: Waiter(_settler(futures[rid])) for rid, _, _ in entries})
+                         {rid: Waiter(settler(futures[rid])) for rid, _, _ in entries})
         replies = await asyncio.gather(*futures.values(), return_exceptions=True)
         return [r if isinstance(r, BaseException) else outcome(r) for r in replies]
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Sequence
 from clients._core import (ConnectionLost, ProgressCallback, Router, Waiter, default_socket,
                            encode_cancel, encode_notification,
                            encode_request, outcome, prepare_params, unwrap,
-                           with_registry_methods)
+                           settler, with_registry_methods)
 from clients._streams import ProcessStream, SocketStream, Stream
 from protocol.registry import MethodSpec
 
@@ -72,17 +72,6 @@ class _Session:
         self.stream.close()
         if self.thread is not threading.current_thread():
             self.thread.join(5)
-
-
-def _settler(future: Future[Any]) -> Callable[[Any], None]:
-    def settle(reply: Any) -> None:
-        if future.done():
-            return
-        if isinstance(reply, BaseException):
-            future.set_exception(reply)
-        else:
-            future.set_result(reply)
-    return settle
 
 
 @with_registry_methods
@@ -178,7 +167,7 @@ class Client:
 
         raw.add_done_callback(done)
         session = self._send(encode_request(request_id, method, params),
-                             {request_id: Waiter(_settler(raw), on_progress)})
+                             {request_id: Waiter(settler(raw), on_progress)})
         future.request_id = request_id  # type: ignore[attr-defined]
         future.session = session  # type: ignore[attr-defined]
         return future
@@ -223,7 +212,7 @@ class Client:
         futures = {rid: Future() for rid, _, _ in entries}
         lines = b",".join(encode_request(rid, m, p)[:-1] for rid, m, p in entries)
         self._send(b"[" + lines + b"]\n",
-                   {rid: Waiter(_settler(futures[rid])) for rid, _, _ in entries})
+                   {rid: Waiter(settler(futures[rid])) for rid, _, _ in entries})
         out: list[Any] = []
         for rid, _, _ in entries:
             try:

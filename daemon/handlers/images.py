@@ -17,6 +17,7 @@ from urllib.parse import quote
 from daemon.context import CallContext
 from daemon.handlers import implements
 from daemon.handlers.containers import _iso
+from daemon.handlers.run_spec import parse_key_values
 from daemon.handlers.templates import render
 from protocol import methods as m
 from protocol.errors import InvalidParams, PodmanError
@@ -47,16 +48,6 @@ def _inspect_image(client: Any, name: str) -> dict[str, Any]:
     return response.json()
 
 
-def _build_args(entries: Any) -> dict[str, str]:
-    args: dict[str, str] = {}
-    for entry in entries:
-        key, sep, value = entry.partition("=")
-        if not sep or not key:
-            raise InvalidParams("build_args", f"expected KEY=VALUE, got {entry!r}")
-        args[key] = value
-    return args
-
-
 def _build(client: Any, params: m.Build, on_line: Callable[[str], None]) -> dict[str, Any]:
     """POST /build with the context as a tar, collecting the log; the built image's summary."""
     from podman import api  # lazy: importing podman is slow
@@ -65,7 +56,7 @@ def _build(client: Any, params: m.Build, on_line: Callable[[str], None]) -> dict
     query = client.images._render_params({  # noqa: SLF001 - podman-py's own param mapping
         "path": str(context), "dockerfile": params.file, "tag": params.tag,
         "nocache": params.no_cache or None, "platform": params.platform,
-        "buildargs": _build_args(params.build_args)})
+        "buildargs": parse_key_values(params.build_args, "build_args")})
     query["dockerfile"] = api.prepare_containerfile(str(context), str(context / params.file))
     body = api.create_tar(anchor=str(context), exclude=api.prepare_containerignore(str(context)))
     response = client.api.post("/build", params=query, data=body, stream=True,
@@ -103,7 +94,7 @@ async def build(ctx: CallContext, params: m.Build) -> dict[str, Any]:
         raise InvalidParams("context", f"not a directory on the daemon's host: {params.context}")
     if not (context / params.file).is_file():
         raise InvalidParams("file", f"no {params.file} in {params.context}")
-    _build_args(params.build_args)
+    parse_key_values(params.build_args, "build_args")
     if params.tag and not params.force:
         existing = await ctx.pool.call(_image_or_none, params.tag, subject="image")
         if existing is not None:

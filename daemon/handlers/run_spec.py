@@ -118,14 +118,15 @@ def parse_port(entry: str) -> dict[str, Any]:
     return mapping
 
 
-def parse_env(entries: list[str] | tuple[str, ...]) -> dict[str, str]:
-    env: dict[str, str] = {}
+def parse_key_values(entries: list[str] | tuple[str, ...], field: str) -> dict[str, str]:
+    """``["K=V", ...]`` (env, build args) as a dict; InvalidParams names the field."""
+    parsed: dict[str, str] = {}
     for entry in entries:
         key, sep, value = entry.partition("=")
         if not sep or not key:
-            raise InvalidParams("env", f"expected KEY=VALUE, got {entry!r}")
-        env[key] = value
-    return env
+            raise InvalidParams(field, f"expected KEY=VALUE, got {entry!r}")
+        parsed[key] = value
+    return parsed
 
 
 def network(mode: str) -> dict[str, Any]:
@@ -154,7 +155,7 @@ def create_body(params: m.Run, *, name: str, labels: dict[str, str],
         "image": params.image,
         "name": name,
         "labels": labels,
-        "env": parse_env(params.env),
+        "env": parse_key_values(params.env, "env"),
         "resource_limits": {
             "memory": {"limit": parse_size(params.memory, "memory"),
                        "swap": parse_size(params.memory_swap, "memory_swap")},
