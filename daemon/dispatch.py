@@ -63,12 +63,8 @@ class Dispatcher:
         try:
             try:
                 async with asyncio.timeout_at(ctx.deadline):
-                    lane = self.state.lanes[spec.lane.value]
-                    if lane.cap <= 0:  # unlimited (local) lane: its slot() would only yield
+                    async with self.state.lanes[spec.lane.value].slot():
                         result = await self.handlers[spec.name](ctx, params)
-                    else:
-                        async with lane.slot():
-                            result = await self.handlers[spec.name](ctx, params)
             except TimeoutError:
                 if ctx.cancel_reason is not None:
                     raise asyncio.CancelledError() from None
@@ -117,5 +113,4 @@ def reject(request: Request, error: RpcError, connection: Connection | None) -> 
     return None if request.notification else error_reply(request.id, error)
 
 
-__all__ = ["Dispatcher", "reject", "CANCEL_CLIENT", "CANCEL_DISCONNECT", "CANCEL_SHUTDOWN",
-           "Lane"]
+__all__ = ["Dispatcher", "reject", "CANCEL_CLIENT", "CANCEL_DISCONNECT", "CANCEL_SHUTDOWN"]

@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from typing import AsyncIterator
+from typing import AsyncContextManager, AsyncIterator
 
 from daemon.config import LaneConfig
 from protocol.errors import Overloaded
+
+
+_NO_SLOT: AsyncContextManager[None] = contextlib.nullcontext()
 
 
 class Lane:
@@ -39,12 +42,16 @@ class Lane:
         rounds = (self.queued + self.in_flight) / max(self.cap, 1)
         return max(10, int(rounds * self._recent_seconds * 1000))
 
+    def slot(self) -> AsyncContextManager[None]:
+        """Hold one of the lane's slots for the duration of the block.
+
+        An unlimited lane (daemon-local methods) gets a no-op context: building an
+        async generator context manager per call cost ~2.7 us on the hot path.
+        """
+        return _NO_SLOT if self.cap <= 0 else self._capped_slot()
+
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one of the lane's slots for the duration of the block."""
-        if self.cap <= 0:  # unlimited lane (daemon-local methods)
-            yield
-            return
+    async def _capped_slot(self) -> AsyncIterator[None]:
         if self.in_flight >= self.cap or self._waiters:
             if len(self._waiters) >= self.queue_limit:
                 raise Overloaded(f"Lane {self.name!r} is full",
