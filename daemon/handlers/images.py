@@ -8,10 +8,11 @@ comes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
 from daemon.context import CallContext
@@ -48,6 +49,17 @@ def _inspect_image(client: Any, name: str) -> dict[str, Any]:
     return response.json()
 
 
+def _json_lines(response: Any) -> Iterator[dict[str, Any]]:
+    """The objects of a streamed build or pull reply (one JSON object per line); closes it."""
+    try:
+        response.raise_for_status()
+        for raw in response.iter_lines():
+            if raw:
+                yield json.loads(raw)
+    finally:
+        response.close()
+
+
 def _build(client: Any, params: m.Build, on_line: Callable[[str], None]) -> dict[str, Any]:
     """POST /build with the context as a tar, collecting the log; the built image's summary."""
     from podman import api  # lazy: importing podman is slow
@@ -63,12 +75,8 @@ def _build(client: Any, params: m.Build, on_line: Callable[[str], None]) -> dict
                                headers={"Content-type": "application/x-tar"})
     logs: list[str] = []
     image_id = None
-    try:
-        response.raise_for_status()
-        for raw in response.iter_lines():
-            if not raw:
-                continue
-            item = json.loads(raw)
+    with contextlib.closing(_json_lines(response)) as items:
+        for item in items:
             if "error" in item:
                 raise PodmanError(f"Build failed: {str(item['error']).strip()}",
                                   {"status": None, "logs": logs[-50:]})
@@ -78,8 +86,6 @@ def _build(client: Any, params: m.Build, on_line: Callable[[str], None]) -> dict
                 if len(logs) < _LOG_KEEP:
                     logs.append(line)
                 on_line(line)
-    finally:
-        response.close()
     if image_id is None:
         raise PodmanError("Build ended without an image", {"status": None, "logs": logs[-50:]})
     attrs = _inspect_image(client, image_id)
@@ -167,19 +173,13 @@ def _pull(client: Any, reference: str, on_line: Callable[[str], None]) -> dict[s
     response = client.api.post("/images/pull", stream=True,
                                params={"reference": reference, "policy": "always"})
     image_id = None
-    try:
-        response.raise_for_status()
-        for raw in response.iter_lines():
-            if not raw:
-                continue
-            item = json.loads(raw)
+    with contextlib.closing(_json_lines(response)) as items:
+        for item in items:
             if item.get("error"):
                 raise PodmanError(f"Pull failed: {str(item['error']).strip()}", {"status": None})
             for line in str(item.get("stream") or "").splitlines():
                 on_line(line)
             image_id = item.get("id") or image_id
-    finally:
-        response.close()
     if not image_id:
         raise PodmanError("Pull ended without an image", {"status": None})
     return {"image": reference, "image_id": image_id}
