@@ -233,13 +233,13 @@ class Server:
         until = loop.time() + self.config.drain_grace
         while state.in_flight() and loop.time() < until:
             await asyncio.sleep(0.05)
-        pending = [task for conn in list(state.connections)
-                   for entries in conn.in_flight.values() for task, ctx in entries]
+        pending = []
         for conn in list(state.connections):
             for entries in conn.in_flight.values():
                 for task, ctx in entries:
                     ctx.cancel_reason = ctx.cancel_reason or CANCEL_SHUTDOWN
                     task.cancel()
+                    pending.append(task)
         if pending:
             log.warning("cancelled requests at end of grace period", count=len(pending))
             await asyncio.wait(pending, timeout=30)
