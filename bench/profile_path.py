@@ -114,8 +114,9 @@ async def measure(calls: int, rounds: int, level: str,
     dispatcher = Dispatcher(state, handlers)
     line = b'{"jsonrpc":"2.0","id":1,"method":"status"}'
     request = parse_frame(line).items[0]
-    ctx, params = dispatcher.prepare(request, None)
-    status = await handlers["status"](ctx, params)
+    params = METHODS["status"].validate({})
+    status = handlers["status"](state, params)
+    ping_request = parse_frame(b'{"jsonrpc":"2.0","id":1,"method":"ping"}').items[0]
     loop = asyncio.get_running_loop()
     lane = state.lanes["query"]
     log = structlog.get_logger("podman_rpc.request")
@@ -139,8 +140,10 @@ async def measure(calls: int, rounds: int, level: str,
         ("parse_frame (orjson.loads + envelope checks)",
          _best(rounds, calls, lambda: parse_frame(line, max_depth=64, max_batch=100,
                                                   max_params_bytes=256 << 10))),
-        ("Dispatcher.prepare(status): lookup, validate, deadline, CallContext",
-         _best(rounds, calls, lambda: dispatcher.prepare(request, None))),
+        ("Dispatcher.answer_local(status): the whole daemon-local call",
+         _best(rounds, calls, lambda: dispatcher.answer_local(request, None))),
+        ("Dispatcher.prepare(ping): lookup, validate, deadline, CallContext",
+         _best(rounds, calls, lambda: dispatcher.prepare(ping_request, None))),
         ("MethodSpec.validate for run(image, command)",
          _best(rounds, calls, lambda: METHODS["run"].validate(run_params))),
         ("create_task + first step of a trivial coroutine",
@@ -148,7 +151,7 @@ async def measure(calls: int, rounds: int, level: str,
         ("asyncio.timeout_at enter + exit (deadline scope)",
          await _abest(rounds, calls, deadline_scope)),
         ("Lane.slot() enter + exit (capped lane)", await _abest(rounds, calls, lane_slot)),
-        ("status handler body", await _abest(rounds, calls, lambda: handlers["status"](ctx, params))),
+        ("status handler body", _best(rounds, calls, lambda: handlers["status"](state, params))),
         ("encode(result_reply(status))",
          _best(rounds, calls, lambda: encode(result_reply(1, status)))),
         ("the per-request log line (structlog JSON to a file)",
@@ -174,12 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = sys.stdout
     log_file = tempfile.NamedTemporaryFile(prefix="prpc-profile-", suffix=".log")
+    saved_stderr = os.dup(2)
     os.dup2(log_file.fileno(), 2)  # the daemon's stderr is a file or a pipe, never a terminal
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     from daemon.logs import configure_logging
 
     configure_logging(args.level)  # structlog caches loggers: one level per process
-    rows = uvloop.run(measure(args.calls, args.rounds, args.level, args.whole_only))
+    try:
+        rows = uvloop.run(measure(args.calls, args.rounds, args.level, args.whole_only))
+    finally:
+        os.dup2(saved_stderr, 2)  # so a failure's traceback is seen
     if not args.whole_only:
         out.write("| step of the per-request path | CPU per call (us) |\n|---|---:|\n")
     for name, micros in rows:

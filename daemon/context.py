@@ -67,6 +67,7 @@ class DaemonState:
         self.instance_id = make_instance_id()
         self.started_monotonic = time.monotonic()
         self.lanes = {lane.value: LaneSlots(lane.value, config.lane(lane)) for lane in Lane}
+        self.lane_stats = {name: lane.stats for name, lane in self.lanes.items()}  # live views
         self.counters = Counters()
         self.connections: set[Connection] = set()
         self.draining = False

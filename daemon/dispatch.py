@@ -2,6 +2,12 @@
 
 Every request ends here in exactly one of: a result, an RpcError, or (only when
 the client is gone) no reply at all.
+
+Daemon-local methods (``status``, ``rpc.discover``) take :meth:`Dispatcher.answer_local`
+instead: they do no I/O, so they need no task, deadline or lane, and their
+successes are logged at debug level (a health check polled thousands of times a
+second must not flood the log; ``status`` counts them). Their failures, and
+every Podman-bound request, are logged at info.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from daemon.context import CallContext, DaemonState
-from daemon.handlers import Handler
+from daemon.handlers import Handler, LocalHandler, is_local
 from protocol.envelope import Request, error_reply, result_reply
 from protocol.errors import (InternalError, MethodNotFound, RequestCancelled, RpcError,
                              ShuttingDown, Timeout)
@@ -35,6 +41,31 @@ class Dispatcher:
     def __init__(self, state: DaemonState, handlers: dict[str, Handler]) -> None:
         self.state = state
         self.handlers = handlers
+        self.local: dict[str, LocalHandler] = {
+            name: handler for name, handler in handlers.items() if is_local(handler)}
+        self._log_local = state.config.log_level.lower() == "debug"
+
+    def answer_local(self, request: Request, connection: Connection | None) -> dict[str, Any] | None:
+        """Run a daemon-local method to completion now (the caller checked ``self.local``)."""
+        spec = METHODS[request.method]
+        started = time.perf_counter() if self._log_local else 0.0
+        try:
+            self.state.authorize(connection, spec)
+            result = self.local[spec.name](self.state, spec.validate(request.params))
+        except RpcError as error:
+            return reject(request, error, connection)
+        except Exception:
+            log.exception("handler crashed", method=spec.name, id=request.id)
+            self.state.counters.failed[spec.name] += 1
+            return reject(request, InternalError(), connection)
+        self.state.counters.served[spec.name] += 1
+        if self._log_local:
+            peer = connection.peer if connection is not None else None
+            log.debug("request", method=spec.name, id=request.id, outcome="ok",
+                      duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                      uid=peer.uid if peer else None, pid=peer.pid if peer else None)
+        self.state.on_activity()
+        return None if request.notification else result_reply(request.id, result)
 
     def prepare(self, request: Request,
                 connection: Connection | None) -> tuple[CallContext, Any]:

@@ -3,6 +3,10 @@
 A full queue answers at once with Overloaded (and a retry hint) instead of
 letting waiters pile up; time spent queued counts against the call's deadline
 because the caller's deadline scope already encloses :meth:`Lane.slot`.
+
+Each lane keeps its figures in :attr:`Lane.stats`, a dict updated in place on
+every change, so ``status`` serializes it as it stands instead of building one
+per call.
 """
 
 from __future__ import annotations
@@ -29,14 +33,16 @@ class Lane:
         self.in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._recent_seconds = 1.0  # moving average of a call's duration, for retry hints
+        self.stats = {"in_flight": 0, "queued": 0, "cap": self.cap,
+                      "queue_limit": self.queue_limit}
 
     @property
     def queued(self) -> int:
         return len(self._waiters)
 
-    def snapshot(self) -> dict[str, int]:
-        return {"in_flight": self.in_flight, "queued": self.queued,
-                "cap": self.cap, "queue_limit": self.queue_limit}
+    def _publish(self) -> None:
+        self.stats["in_flight"] = self.in_flight
+        self.stats["queued"] = len(self._waiters)
 
     def _retry_after_ms(self) -> int:
         rounds = (self.queued + self.in_flight) / max(self.cap, 1)
@@ -58,6 +64,7 @@ class Lane:
                                  {"lane": self.name, "retry_after_ms": self._retry_after_ms()})
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
+            self._publish()
             try:
                 await waiter  # the releaser hands its slot over, in_flight unchanged
             except BaseException:
@@ -65,9 +72,11 @@ class Lane:
                     self._release()  # we were handed a slot but will not use it
                 elif waiter in self._waiters:  # a release may have popped it already
                     self._waiters.remove(waiter)
+                    self._publish()
                 raise
         else:
             self.in_flight += 1
+            self._publish()
         started = asyncio.get_running_loop().time()
         try:
             yield
@@ -81,5 +90,7 @@ class Lane:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+                self._publish()
                 return
         self.in_flight -= 1
+        self._publish()

@@ -31,6 +31,7 @@ class PodmanPool:
 
     def __init__(self, socket_path: Path, workers: int, call_timeout: float) -> None:
         self.socket_path = socket_path
+        self.socket_name = str(socket_path)
         self.call_timeout = call_timeout
         self.reachable: bool | None = None
         self._local = threading.local()

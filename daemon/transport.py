@@ -1,8 +1,10 @@
 """One client connection: framing, in-flight tracking, backpressure, cancellation.
 
-Replies are written whole, each with one ``transport.write`` on the event loop,
-so writes to a connection never interleave; each is written when its own work
-ends, so a slow ``run`` never holds up a ``ping`` behind it.
+Replies are written whole on the event loop, so writes to a connection never
+interleave; each is written when its own work ends, so a slow ``run`` never holds
+up a ``ping`` behind it. Replies made while one read is handled (daemon-local
+methods, errors, cancels) are corked and leave in one write, up to
+:data:`CORK_BYTES` at a time: a pipelined burst costs one syscall, not one per line.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ CANCEL_METHOD = "$/cancelRequest"
 # moment so a client that wrote first still reads the reason instead of a reset.
 REFUSAL_LINGER_SECONDS = 2.0
 MAX_LINGERING = 64  # beyond this many at once, refused peers are closed at once
+CORK_BYTES = 64 << 10  # corked replies are flushed at this size, so flow control still sees them
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,8 @@ class Connection(asyncio.Protocol):
         # they start only while in-flight and write buffer are under their limits.
         self._backlog: deque[Any] = deque()
         self._lingers = False
+        self._cork: list[bytes] | None = None  # replies held while a read is handled
+        self._cork_bytes = 0
 
     # --- lifecycle ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -172,18 +177,25 @@ class Connection(asyncio.Protocol):
 
     def _start_backlog(self) -> None:
         """Start queued lines while the in-flight count and write buffer allow it."""
-        while self._backlog and not self.closed:
-            if (self.in_flight_count >= self.config.max_in_flight_per_connection
-                    or self._writing_paused):
-                self._pause_reading()
-                return
-            line = self._backlog.popleft()
-            if line is OVERSIZE:
-                self.send(error_reply(None, InvalidRequest(
-                    f"Line exceeds {self.config.max_line_bytes} bytes",
-                    {"limit": self.config.max_line_bytes})))
-            elif line.strip():
-                self._on_line(line)
+        corking = self._cork is None
+        if corking:
+            self._cork = []
+        try:
+            while self._backlog and not self.closed:
+                if (self.in_flight_count >= self.config.max_in_flight_per_connection
+                        or self._writing_paused):
+                    self._pause_reading()
+                    break
+                line = self._backlog.popleft()
+                if line is OVERSIZE:
+                    self.send(error_reply(None, InvalidRequest(
+                        f"Line exceeds {self.config.max_line_bytes} bytes",
+                        {"limit": self.config.max_line_bytes})))
+                elif line and not line.isspace():
+                    self._on_line(line)
+        finally:
+            if corking:
+                self._uncork()
         if self._eof and self.in_flight_count == 0 and not self._backlog:
             self.close()  # half-closed, and the last queued lines needed no task
 
@@ -213,6 +225,10 @@ class Connection(asyncio.Protocol):
             self.send(error_reply(item.id, item.error))
         elif item.method == CANCEL_METHOD:
             self._cancel(item)
+        elif item.method in self.dispatcher.local:
+            reply = self.dispatcher.answer_local(item, self)
+            if reply is not None:
+                self.send(reply)
         else:
             prepared = self._prepare(item)
             if isinstance(prepared, tuple):
@@ -282,6 +298,8 @@ class Connection(asyncio.Protocol):
                 return error_reply(item.id, item.error)
             if item.method == CANCEL_METHOD:
                 return self._cancel(item, send=False)
+            if item.method in self.dispatcher.local:
+                return self.dispatcher.answer_local(item, self)
             prepared = self._prepare_quiet(item)
             if isinstance(prepared, dict) or prepared is None:
                 return prepared
@@ -326,10 +344,29 @@ class Connection(asyncio.Protocol):
 
     # --- writing and flow control ----------------------------------------------------
     def send(self, message: Any) -> None:
-        """Write one reply or notification as a single line."""
+        """Write one reply or notification as a single line (corked while a read is handled)."""
         if self.transport is None or self.transport.is_closing():
             return
-        self.transport.write(encode(message))
+        line = encode(message)
+        if self._cork is None:
+            self.transport.write(line)
+            return
+        self._cork.append(line)
+        self._cork_bytes += len(line)
+        if self._cork_bytes >= CORK_BYTES:
+            self._flush_cork()  # may pause writing, which stops the backlog loop
+
+    def _flush_cork(self) -> None:
+        if self._cork:
+            data = b"".join(self._cork)
+            self._cork.clear()
+            self._cork_bytes = 0
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(data)
+
+    def _uncork(self) -> None:
+        self._flush_cork()
+        self._cork = None
 
     def pause_writing(self) -> None:
         self._writing_paused = True

@@ -28,7 +28,7 @@ _REQUIRED = dataclasses.MISSING
 class Lane(str, enum.Enum):
     """Concurrency lanes; each has its own cap and queue in the daemon."""
 
-    LOCAL = "local"   # answered by the daemon itself, never queued
+    LOCAL = "local"   # answered by the daemon itself, at once: no I/O, never queued
     QUERY = "query"   # quick Podman calls
     RUN = "run"       # containers that run user code
     WAIT = "wait"     # calls that block on a container (wait, stop)
@@ -79,6 +79,10 @@ class MethodSpec:
 
     def validate(self, raw: dict[str, Any]) -> Params:
         """Build the params object, or raise InvalidParams naming the field."""
+        if not raw:
+            shared = _NO_ARGS.get(self.name)
+            if shared is not None:
+                return shared  # frozen and built from immutable defaults: safe to share
         by_name = self._by_name
         for key in raw:
             if key not in by_name:
@@ -124,6 +128,7 @@ class MethodSpec:
 
 
 _PARAM_INDEX: dict[str, dict[str, ParamSpec]] = {}
+_NO_ARGS: dict[str, Params] = {}  # the params object of a call with no params, where shareable
 METHODS: dict[str, MethodSpec] = {}
 """Every declared method by name, in declaration order."""
 
@@ -148,6 +153,10 @@ def method(name: str, *, lane: Lane, timeout: float, result: Any,
             raise ValueError(f"method {name!r} declared twice")
         METHODS[name] = spec
         _PARAM_INDEX[name] = {p.name: p for p in params}
+        if all(f.default_factory is _REQUIRED and f.default is not _REQUIRED
+               and isinstance(f.default, (type(None), bool, int, float, str))
+               for f in dataclasses.fields(cls)):
+            _NO_ARGS[name] = cls()
         cls.rpc_spec = spec
         return cls
 

@@ -29,8 +29,9 @@ from daemon.transport import Connection
 from protocol.envelope import BadRequest, Request, error_reply, parse_frame
 from protocol.errors import ERRORS_BY_CODE, InvalidParams
 from protocol.framing import OVERSIZE, LineDecoder, encode
-from protocol.registry import METHODS
+from protocol.registry import METHODS, Lane
 from protocol.schema import unwrap
+from tests.rig.transport import RecordingTransport
 
 MAX_LINE, MAX_DEPTH, MAX_BATCH, MAX_PARAMS = 512, 8, 4, 256
 FUZZ = settings(max_examples=300, deadline=None,
@@ -202,42 +203,6 @@ def test_validate_only_ever_raises_invalid_params(method: str, raw: dict[str, An
 
 # --- the whole connection pipeline, in-process ---------------------------------------------
 
-class RecordingTransport(asyncio.Transport):
-    """Collects what the connection writes; closing is reported back like a real one."""
-
-    def __init__(self, protocol: Connection) -> None:
-        super().__init__()
-        self.protocol = protocol
-        self.out = bytearray()
-        self.closing = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        assert not self.closing
-        self.out += data
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        if not self.closing:
-            self.closing = True
-            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
-
-    abort = close
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-
 async def _echo(ctx: Any, params: Any) -> dict[str, Any]:
     await asyncio.sleep(0)
     return {"method": ctx.spec.name}
@@ -266,13 +231,21 @@ def _expected_replies(data: bytes) -> tuple[int, Counter[str]]:
     return count, ids
 
 
-async def _feed(chunks: list[bytes], max_in_flight: int = 64, handler: Any = _echo) -> bytes:
+def _local_echo(state: Any, params: Any) -> dict[str, Any]:
+    """A daemon-local handler: a plain function, answered on the transport's fast path."""
+    return {"method": type(params).rpc_spec.name}
+
+
+async def _feed(chunks: list[bytes], max_in_flight: int = 64, handler: Any = _echo,
+                local: bool = False) -> bytes:
     config = Config(max_line_bytes=MAX_LINE, max_json_depth=MAX_DEPTH, max_batch=MAX_BATCH,
                     max_params_bytes=MAX_PARAMS, partial_line_timeout=3600,
                     max_in_flight_per_connection=max_in_flight)
     pool = PodmanPool(Path("/nonexistent/podman.sock"), 1, 1.0)
     state = DaemonState(config, pool)
-    connection = Connection(state, Dispatcher(state, {name: handler for name in METHODS}))
+    handlers = {name: _local_echo if local and spec.lane is Lane.LOCAL else handler
+                for name, spec in METHODS.items()}
+    connection = Connection(state, Dispatcher(state, handlers))
     transport = RecordingTransport(connection)
     connection.connection_made(transport)
     try:
@@ -293,13 +266,15 @@ async def _feed(chunks: list[bytes], max_in_flight: int = 64, handler: Any = _ec
 
 @FUZZ
 @given(st.lists(lines, max_size=12), st.lists(st.integers(0, 4000), max_size=6),
-       st.booleans(), st.sampled_from([1, 2, 64]))
+       st.booleans(), st.sampled_from([1, 2, 64]), st.booleans())
 def test_every_frame_gets_exactly_one_well_formed_reply(frames: list[bytes], cuts: list[int],
-                                                        finish: bool, max_in_flight: int) -> None:
+                                                        finish: bool, max_in_flight: int,
+                                                        local: bool) -> None:
+    """``local``: daemon-local methods take the synchronous fast path, mixed with tasks."""
     data = b"\n".join(frames) + (b"\n" if finish else b"")
     bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
     chunks = [data[a:b] for a, b in zip(bounds, bounds[1:])]
-    out = asyncio.run(_feed(chunks, max_in_flight))  # 1 and 2: lines queue in the backlog
+    out = asyncio.run(_feed(chunks, max_in_flight, local=local))  # 1, 2: lines queue up
     replies = [orjson.loads(line) for line in out.split(b"\n")[:-1]]
     assert out == b"" or out.endswith(b"\n")
     expected, ids = _expected_replies(data)

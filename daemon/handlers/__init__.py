@@ -2,23 +2,40 @@
 
 A handler is bound to its declaration with ``@implements(ParamsClass)``; the
 declaration (in ``protocol.methods``) holds the name, params, lane and timeout.
+
+Daemon-local methods (``Lane.LOCAL``) are plain functions of ``(state, params)``:
+they do no I/O, so the transport answers them in the same read that brought the
+request, with no task, deadline or lane. Every other handler is a coroutine of
+``(ctx, params)``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+import inspect
+from typing import Any, Awaitable, Callable, Union
 
-from protocol.registry import METHODS, Params
+from protocol.registry import METHODS, Lane, Params
 
-Handler = Callable[[Any, Any], Awaitable[Any]]
+AsyncHandler = Callable[[Any, Any], Awaitable[Any]]
+LocalHandler = Callable[[Any, Any], Any]
+Handler = Union[AsyncHandler, LocalHandler]
 HANDLERS: dict[str, Handler] = {}
 
 
+def is_local(handler: Handler) -> bool:
+    """A plain function: answered synchronously, on the transport's fast path."""
+    return not inspect.iscoroutinefunction(handler)
+
+
 def implements(params_class: type[Params]) -> Callable[[Handler], Handler]:
-    """Bind a coroutine ``handler(ctx, params)`` to a declared method."""
-    name = params_class.rpc_spec.name
+    """Bind a handler to a declared method: a function for LOCAL, a coroutine otherwise."""
+    spec = params_class.rpc_spec
+    name = spec.name
 
     def bind(fn: Handler) -> Handler:
+        if is_local(fn) != (spec.lane is Lane.LOCAL):
+            raise TypeError(f"{name!r} is in lane {spec.lane.value!r}: its handler must be "
+                            + ("a plain function" if spec.lane is Lane.LOCAL else "a coroutine"))
         if name in HANDLERS:
             raise ValueError(f"method {name!r} implemented twice")
         HANDLERS[name] = fn

@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from daemon.context import DAEMON_VERSION, PROTOCOL_VERSION, CallContext
+import orjson
+
+from daemon.context import DAEMON_VERSION, PROTOCOL_VERSION, CallContext, DaemonState
 from daemon.handlers import implements
 from daemon.handlers.templates import render
 from protocol import methods as m
 from protocol.registry import openrpc_document
 
-_DISCOVER_CACHE: dict[str, Any] = {}
+_DISCOVER_CACHE: dict[str, orjson.Fragment] = {}
 
 
 def podman_version(client: Any) -> str:
@@ -20,29 +22,30 @@ def podman_version(client: Any) -> str:
 
 
 @implements(m.Discover)
-async def discover(ctx: CallContext, params: m.Discover) -> dict[str, Any]:
+def discover(state: DaemonState, params: m.Discover) -> orjson.Fragment:
+    """The document never changes while the daemon runs: it is encoded once."""
     if "doc" not in _DISCOVER_CACHE:
-        _DISCOVER_CACHE["doc"] = openrpc_document(DAEMON_VERSION)
+        _DISCOVER_CACHE["doc"] = orjson.Fragment(orjson.dumps(openrpc_document(DAEMON_VERSION)))
     return _DISCOVER_CACHE["doc"]
 
 
 @implements(m.Status)
-async def status(ctx: CallContext, params: m.Status) -> dict[str, Any]:
-    state = ctx.state
+def status(state: DaemonState, params: m.Status) -> orjson.Fragment:
+    """Encoded the moment it is taken, so it can read live counters without copying them."""
     counters = state.counters
-    return {
+    return orjson.Fragment(orjson.dumps({
         "version": DAEMON_VERSION,
         "protocol_version": PROTOCOL_VERSION,
         "instance_id": state.instance_id,
         "uptime_s": round(time.monotonic() - state.started_monotonic, 3),
-        "podman": {"socket": str(state.pool.socket_path), "reachable": state.pool.reachable,
+        "podman": {"socket": state.pool.socket_name, "reachable": state.pool.reachable,
                    "version": state.podman_version},
         "connections": len(state.connections),
-        "lanes": {name: lane.snapshot() for name, lane in state.lanes.items()},
-        "requests": {"served": dict(counters.served), "failed": dict(counters.failed)},
+        "lanes": state.lane_stats,
+        "requests": {"served": counters.served, "failed": counters.failed},
         "containers_reaped": counters.reaped,
         "draining": state.draining,
-    }
+    }))
 
 
 @implements(m.Ping)

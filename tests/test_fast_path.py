@@ -1,0 +1,141 @@
+"""The daemon-local fast path and write corking, driven in process (no Podman, no socket).
+
+Daemon-local methods (``status``, ``rpc.discover``) are plain functions answered
+in the read that brought them; replies made during one read leave in one write.
+These tests pin the behaviour the benchmarks rely on, without timing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from structlog.testing import capture_logs
+
+from daemon import transport as transport_module
+from daemon.config import Config
+from daemon.context import DaemonState
+from daemon.dispatch import Dispatcher
+from daemon.handlers import implements, load_handlers
+from daemon.podman_pool import PodmanPool
+from daemon.transport import Connection
+from protocol import methods as m
+from protocol.registry import METHODS, Lane
+from tests.rig.transport import RecordingTransport
+
+NOWHERE = Path("/nonexistent/podman.sock")
+
+
+def line(method: str, request_id: Any = None, params: Any = None) -> bytes:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if request_id is not None:
+        message["id"] = request_id
+    if params is not None:
+        message["params"] = params
+    return orjson.dumps(message) + b"\n"
+
+
+async def _drive(chunks: list[bytes], handlers: dict[str, Any] | None = None,
+                 log_level: str = "info") -> tuple[RecordingTransport, DaemonState]:
+    state = DaemonState(Config(socket_path=Path("/nonexistent/rpc.sock"), podman_socket=NOWHERE,
+                               log_level=log_level), PodmanPool(NOWHERE, 1, 1.0))
+    connection = Connection(state, Dispatcher(state, handlers or load_handlers()))
+    transport = RecordingTransport(connection)
+    connection.connection_made(transport)
+    try:
+        for chunk in chunks:
+            connection.data_received(chunk)
+        for _ in range(100):  # let any task-path request finish
+            if connection.in_flight_count == 0:
+                break
+            await asyncio.sleep(0)
+    finally:
+        transport.close()
+        await asyncio.sleep(0)
+        state.pool.close()
+    return transport, state
+
+
+def replies(transport: RecordingTransport) -> list[Any]:
+    return [orjson.loads(raw) for raw in bytes(transport.out).splitlines()]
+
+
+def test_handlers_of_local_methods_are_plain_functions_and_others_coroutines() -> None:
+    handlers = load_handlers()
+    for name, spec in METHODS.items():
+        assert asyncio.iscoroutinefunction(handlers[name]) == (spec.lane is not Lane.LOCAL), name
+
+
+def test_binding_a_handler_of_the_wrong_kind_is_refused() -> None:
+    async def async_status(ctx: Any, params: Any) -> None:
+        return None
+
+    def sync_ping(state: Any, params: Any) -> None:
+        return None
+
+    with pytest.raises(TypeError, match="plain function"):
+        implements(m.Status)(async_status)
+    with pytest.raises(TypeError, match="coroutine"):
+        implements(m.Ping)(sync_ping)
+
+
+def test_one_read_of_local_requests_and_errors_is_answered_in_order_with_one_write() -> None:
+    burst = (b"".join(line("status", i) for i in range(100)) + b"not json\n"
+             + line("no.such.method", "x") + line("status", "last") + line("status"))
+    transport, state = asyncio.run(_drive([burst]))
+    got = replies(transport)
+    assert transport.writes == 1
+    assert [r["id"] for r in got] == [*range(100), None, "x", "last"]  # the notification: no reply
+    assert got[100]["error"]["code"] == -32700 and got[101]["error"]["code"] == -32601
+    assert got[99]["result"]["requests"]["served"]["status"] == 99  # the ones before it: live
+    assert state.counters.served["status"] == 102
+
+
+def test_corked_replies_are_flushed_in_pieces_so_flow_control_sees_them() -> None:
+    count = 400  # a status reply is several hundred bytes: well over CORK_BYTES in all
+    transport, _ = asyncio.run(_drive([b"".join(line("status", i) for i in range(count))]))
+    got = replies(transport)
+    assert [r["id"] for r in got] == list(range(count))
+    assert len(transport.out) > transport_module.CORK_BYTES
+    # every flush but the last holds at least CORK_BYTES: few writes, yet more than one
+    assert 2 <= transport.writes <= len(transport.out) // transport_module.CORK_BYTES + 1
+
+
+def test_rpc_discover_on_the_fast_path_is_the_registry_document() -> None:
+    transport, _ = asyncio.run(_drive([line("rpc.discover", 1)]))
+    (reply,) = replies(transport)
+    assert [entry["name"] for entry in reply["result"]["methods"]] == list(METHODS)
+
+
+def test_a_crashing_local_handler_answers_internal_error_and_the_connection_goes_on() -> None:
+    def broken(state: Any, params: Any) -> Any:
+        raise RuntimeError("secret detail that must not reach the wire")
+
+    handlers = {**load_handlers(), "status": broken}
+    transport, state = asyncio.run(_drive([line("status", 1) + line("rpc.discover", 2)], handlers))
+    first, second = replies(transport)
+    assert first["error"]["code"] == -32603 and "secret" not in orjson.dumps(first).decode()
+    assert "result" in second
+    assert state.counters.failed["status"] == 1
+
+
+def test_a_local_method_with_bad_params_is_refused_like_any_other() -> None:
+    transport, _ = asyncio.run(_drive([line("status", 1, {"bogus": True})]))
+    (reply,) = replies(transport)
+    assert reply["error"]["code"] == -32602 and reply["error"]["data"]["field"] == "bogus"
+
+
+def test_local_successes_log_at_debug_only_and_failures_at_info() -> None:
+    chunk = line("status", 1) + line("status", 2, {"bogus": 1})
+    with capture_logs() as quiet:
+        asyncio.run(_drive([chunk], log_level="info"))
+    requests = [e for e in quiet if e["event"] == "request"]
+    assert [(e["id"], e["log_level"]) for e in requests] == [(2, "info")]
+    with capture_logs() as chatty:
+        asyncio.run(_drive([chunk], log_level="debug"))
+    requests = [e for e in chatty if e["event"] == "request"]
+    assert [(e["id"], e["log_level"], e["outcome"]) for e in requests] == [
+        (1, "debug", "ok"), (2, "info", "InvalidParams")]
