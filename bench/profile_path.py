@@ -113,10 +113,10 @@ async def measure(calls: int, rounds: int, level: str,
     handlers = load_handlers()
     dispatcher = Dispatcher(state, handlers)
     line = b'{"jsonrpc":"2.0","id":1,"method":"status"}'
-    request = parse_frame(line).items[0]
+    request = parse_frame(line)
     params = METHODS["status"].validate({})
     status = handlers["status"](state, params)
-    ping_request = parse_frame(b'{"jsonrpc":"2.0","id":1,"method":"ping"}').items[0]
+    ping_request = parse_frame(b'{"jsonrpc":"2.0","id":1,"method":"ping"}')
     loop = asyncio.get_running_loop()
     lane = state.lanes["query"]
     log = structlog.get_logger("podman_rpc.request")

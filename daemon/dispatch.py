@@ -23,7 +23,7 @@ from daemon.handlers import Handler, LocalHandler, is_local
 from protocol.envelope import Request, error_reply, result_reply
 from protocol.errors import (InternalError, MethodNotFound, RequestCancelled, RpcError,
                              ShuttingDown, Timeout)
-from protocol.registry import METHODS, Lane
+from protocol.registry import METHODS, Lane, MethodSpec
 
 if TYPE_CHECKING:
     from daemon.transport import Connection
@@ -41,17 +41,23 @@ class Dispatcher:
     def __init__(self, state: DaemonState, handlers: dict[str, Handler]) -> None:
         self.state = state
         self.handlers = handlers
-        self.local: dict[str, LocalHandler] = {
-            name: handler for name, handler in handlers.items() if is_local(handler)}
+        self.local: dict[str, tuple[MethodSpec, LocalHandler]] = {
+            name: (METHODS[name], handler) for name, handler in handlers.items()
+            if is_local(handler)}
         self._log_local = state.config.log_level.lower() == "debug"
 
     def answer_local(self, request: Request, connection: Connection | None) -> dict[str, Any] | None:
-        """Run a daemon-local method to completion now (the caller checked ``self.local``)."""
-        spec = METHODS[request.method]
+        """Run a daemon-local method to completion now (the caller checked ``self.local``).
+
+        The reply may hold live views of daemon state (``status`` does, to save copies):
+        the caller encodes it before yielding to the event loop, or freezes it with
+        :func:`protocol.framing.frozen`.
+        """
+        spec, handler = self.local[request.method]
         started = time.perf_counter() if self._log_local else 0.0
         try:
             self.state.authorize(connection, spec)
-            result = self.local[spec.name](self.state, spec.validate(request.params))
+            result = handler(self.state, spec.validate(request.params))
         except RpcError as error:
             return reject(request, error, connection)
         except Exception:
@@ -64,7 +70,8 @@ class Dispatcher:
             log.debug("request", method=spec.name, id=request.id, outcome="ok",
                       duration_ms=round((time.perf_counter() - started) * 1000, 3),
                       uid=peer.uid if peer else None, pid=peer.pid if peer else None)
-        self.state.on_activity()
+        # No on_activity(): a local call starts and ends inside its connection's life,
+        # and the connection's close restarts the idle period.
         return None if request.notification else result_reply(request.id, result)
 
     def prepare(self, request: Request,

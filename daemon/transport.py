@@ -23,7 +23,7 @@ from daemon.dispatch import CANCEL_CLIENT, CANCEL_DISCONNECT, CANCEL_SHUTDOWN, D
 from protocol.envelope import BadRequest, Request, error_reply, parse_frame, result_reply
 from protocol.errors import (InvalidParams, InvalidRequest, RequestCancelled, RpcError,
                              ShuttingDown)
-from protocol.framing import OVERSIZE, LineDecoder, encode
+from protocol.framing import OVERSIZE, LineDecoder, encode, frozen
 
 if TYPE_CHECKING:
     from daemon.context import CallContext, DaemonState
@@ -83,6 +83,7 @@ class Connection(asyncio.Protocol):
         self.dispatcher = dispatcher
         self.config = state.config
         self.decoder = LineDecoder(state.config.max_line_bytes)
+        self._local = dispatcher.local
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.in_flight: dict[tuple[str, Any], list[tuple[asyncio.Task[Any], CallContext]]] = {}
@@ -180,19 +181,20 @@ class Connection(asyncio.Protocol):
         corking = self._cork is None
         if corking:
             self._cork = []
+        backlog, on_line = self._backlog, self._on_line
+        limit = self.config.max_in_flight_per_connection
         try:
-            while self._backlog and not self.closed:
-                if (self.in_flight_count >= self.config.max_in_flight_per_connection
-                        or self._writing_paused):
+            while backlog and not self.closed:
+                if self.in_flight_count >= limit or self._writing_paused:
                     self._pause_reading()
                     break
-                line = self._backlog.popleft()
+                line = backlog.popleft()
                 if line is OVERSIZE:
                     self.send(error_reply(None, InvalidRequest(
                         f"Line exceeds {self.config.max_line_bytes} bytes",
                         {"limit": self.config.max_line_bytes})))
                 elif line and not line.isspace():
-                    self._on_line(line)
+                    on_line(line)
         finally:
             if corking:
                 self._uncork()
@@ -214,21 +216,19 @@ class Connection(asyncio.Protocol):
         self.close()
 
     def _on_line(self, line: bytes) -> None:
-        frame = parse_frame(line, max_depth=self.config.max_json_depth,
-                            max_batch=self.config.max_batch,
-                            max_params_bytes=self.config.max_params_bytes)
-        if frame.batch:
-            self._start(self._run_batch(frame.items), None)
-            return
-        item = frame.items[0]
-        if isinstance(item, BadRequest):
+        config = self.config
+        item = parse_frame(line, max_depth=config.max_json_depth, max_batch=config.max_batch,
+                           max_params_bytes=config.max_params_bytes)
+        if isinstance(item, list):
+            self._start(self._run_batch(item), None)
+        elif isinstance(item, BadRequest):
             self.send(error_reply(item.id, item.error))
-        elif item.method == CANCEL_METHOD:
-            self._cancel(item)
-        elif item.method in self.dispatcher.local:
+        elif item.method in self._local:
             reply = self.dispatcher.answer_local(item, self)
             if reply is not None:
                 self.send(reply)
+        elif item.method == CANCEL_METHOD:
+            self._cancel(item)
         else:
             prepared = self._prepare(item)
             if isinstance(prepared, tuple):
@@ -298,8 +298,9 @@ class Connection(asyncio.Protocol):
                 return error_reply(item.id, item.error)
             if item.method == CANCEL_METHOD:
                 return self._cancel(item, send=False)
-            if item.method in self.dispatcher.local:
-                return self.dispatcher.answer_local(item, self)
+            if item.method in self._local:
+                reply = self.dispatcher.answer_local(item, self)
+                return None if reply is None else frozen(reply)  # the batch is sent later
             prepared = self._prepare_quiet(item)
             if isinstance(prepared, dict) or prepared is None:
                 return prepared
@@ -345,16 +346,15 @@ class Connection(asyncio.Protocol):
     # --- writing and flow control ----------------------------------------------------
     def send(self, message: Any) -> None:
         """Write one reply or notification as a single line (corked while a read is handled)."""
-        if self.transport is None or self.transport.is_closing():
-            return
-        line = encode(message)
-        if self._cork is None:
-            self.transport.write(line)
-            return
-        self._cork.append(line)
-        self._cork_bytes += len(line)
-        if self._cork_bytes >= CORK_BYTES:
-            self._flush_cork()  # may pause writing, which stops the backlog loop
+        cork = self._cork
+        if cork is not None:
+            line = encode(message)
+            cork.append(line)
+            self._cork_bytes += len(line)
+            if self._cork_bytes >= CORK_BYTES:
+                self._flush_cork()  # may pause writing, which stops the backlog loop
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.write(encode(message))
 
     def _flush_cork(self) -> None:
         if self._cork:

@@ -6,7 +6,7 @@ Pure functions over bytes and dicts; the daemon does the I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
 import orjson
 
@@ -14,6 +14,7 @@ from protocol.errors import InvalidParams, InvalidRequest, ParseError, RpcError
 
 PROTOCOL_VERSION = "1.0"
 _MISSING = object()
+_COMMON_ID_TYPES = (int, str)  # checked by exact type first: bool is an int, but not this type
 
 
 @dataclass(slots=True)
@@ -34,12 +35,8 @@ class BadRequest:
     id: Any = None
 
 
-@dataclass(slots=True)
-class Frame:
-    """What one line held: its requests in order, and whether it was a batch."""
-
-    items: list[Request | BadRequest]
-    batch: bool
+Frame = Union[Request, BadRequest, list[Union[Request, BadRequest]]]
+"""What one line held: one request (or the error it earned), or a batch as a list."""
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
@@ -57,28 +54,29 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
 
 def parse_frame(line: bytes, *, max_depth: int = 64, max_batch: int = 100,
                 max_params_bytes: int | None = None) -> Frame:
-    """Decode a line into a Frame; a line that is not JSON is one ParseError item."""
+    """Decode a line: a Request, a BadRequest (not JSON, not a request), or a batch (a list)."""
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         reason = ("nesting too deep" if "recursion" in str(exc) or "depth" in str(exc)
                   else "malformed JSON")
-        return Frame([BadRequest(ParseError(f"Parse error: {reason}"))], batch=False)
+        return BadRequest(ParseError(f"Parse error: {reason}"))
     # Depth can only exceed the limit if the line has that many bytes.
+    if type(value) is dict and len(line) <= 2 * max_depth:  # the common case, first
+        return parse_request(value, max_params_bytes)
     if len(line) > 2 * max_depth and _depth_exceeds(value, max_depth):
         rid = value.get("id") if isinstance(value, dict) else None  # echo it when we can
-        return Frame([BadRequest(InvalidRequest(
+        return BadRequest(InvalidRequest(
             f"JSON nested deeper than {max_depth} levels", {"limit": max_depth}),
-            rid if _valid_id(rid) else None)], batch=False)
+            rid if _valid_id(rid) else None)
     if isinstance(value, list):
         if not value:
-            return Frame([BadRequest(InvalidRequest("Empty batch"))], batch=False)
+            return BadRequest(InvalidRequest("Empty batch"))
         if len(value) > max_batch:
-            return Frame([BadRequest(InvalidRequest(
-                f"Batch of {len(value)} exceeds the limit of {max_batch}", {"limit": max_batch}))],
-                batch=False)
-        return Frame([parse_request(v, max_params_bytes) for v in value], batch=True)
-    return Frame([parse_request(value, max_params_bytes)], batch=False)
+            return BadRequest(InvalidRequest(
+                f"Batch of {len(value)} exceeds the limit of {max_batch}", {"limit": max_batch}))
+        return [parse_request(v, max_params_bytes) for v in value]
+    return parse_request(value, max_params_bytes)
 
 
 def _valid_id(value: Any) -> bool:
@@ -90,7 +88,7 @@ def parse_request(value: Any, max_params_bytes: int | None = None) -> Request | 
     if not isinstance(value, dict):
         return BadRequest(InvalidRequest("Request must be a JSON object"))
     rid = value.get("id", _MISSING)
-    if rid is not _MISSING and not _valid_id(rid):
+    if rid is not _MISSING and type(rid) not in _COMMON_ID_TYPES and not _valid_id(rid):
         return BadRequest(InvalidRequest("id must be a string, a number or null"))
     reply_id = None if rid is _MISSING else rid
     if value.get("jsonrpc") != "2.0":

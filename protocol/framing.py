@@ -63,3 +63,8 @@ class LineDecoder:
 def encode(message: Any) -> bytes:
     """One JSON value on one line; orjson escapes every newline inside strings."""
     return orjson.dumps(message) + b"\n"
+
+
+def frozen(message: Any) -> orjson.Fragment:
+    """Encode now, embed later: for a message that holds live views but is sent afterwards."""
+    return orjson.Fragment(orjson.dumps(message))

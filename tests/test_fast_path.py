@@ -90,7 +90,7 @@ def test_one_read_of_local_requests_and_errors_is_answered_in_order_with_one_wri
     assert transport.writes == 1
     assert [r["id"] for r in got] == [*range(100), None, "x", "last"]  # the notification: no reply
     assert got[100]["error"]["code"] == -32700 and got[101]["error"]["code"] == -32601
-    assert got[99]["result"]["requests"]["served"]["status"] == 99  # the ones before it: live
+    assert got[99]["result"]["requests"]["served"]["status"] == 100  # live, itself included
     assert state.counters.served["status"] == 102
 
 
@@ -139,3 +139,20 @@ def test_local_successes_log_at_debug_only_and_failures_at_info() -> None:
     requests = [e for e in chatty if e["event"] == "request"]
     assert [(e["id"], e["log_level"], e["outcome"]) for e in requests] == [
         (1, "debug", "ok"), (2, "info", "InvalidParams")]
+
+
+def test_local_methods_in_a_batch_are_answered_as_they_were_when_called() -> None:
+    batch = orjson.dumps([{"jsonrpc": "2.0", "id": 1, "method": "status"},
+                          {"jsonrpc": "2.0", "id": 2, "method": "rpc.discover"},
+                          {"jsonrpc": "2.0", "id": 3, "method": "status"},
+                          {"jsonrpc": "2.0", "method": "status"},
+                          {"jsonrpc": "2.0", "id": 4, "method": "no.such.method"}]) + b"\n"
+    transport, state = asyncio.run(_drive([batch]))
+    (reply,) = replies(transport)
+    by_id = {item["id"]: item for item in reply}
+    assert sorted(by_id) == [1, 2, 3, 4]
+    # frozen when answered: the first status does not see the calls after it
+    assert by_id[1]["result"]["requests"]["served"]["status"] == 1
+    assert by_id[3]["result"]["requests"]["served"]["status"] == 2
+    assert by_id[4]["error"]["code"] == -32601
+    assert state.counters.served["status"] == 3

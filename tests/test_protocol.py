@@ -44,8 +44,7 @@ def test_encode_never_emits_raw_newline() -> None:
     (b"\xff\xfe", "Parse error: malformed JSON"),
 ])
 def test_parse_errors(line: bytes, message: str) -> None:
-    frame = parse_frame(line)
-    (item,) = frame.items
+    item = parse_frame(line)
     assert isinstance(item, BadRequest) and item.error.code == -32700
     assert item.error.message == message and item.id is None
 
@@ -61,7 +60,7 @@ def test_parse_errors(line: bytes, message: str) -> None:
     ({"jsonrpc": "2.0", "id": 5, "method": "ping", "params": [1]}, -32602, 5),
 ])
 def test_invalid_requests(value: object, code: int, rid: object) -> None:
-    (item,) = parse_frame(orjson.dumps(value)).items
+    item = parse_frame(orjson.dumps(value))
     assert isinstance(item, BadRequest)
     assert (item.error.code, item.id) == (code, rid)
 
@@ -71,24 +70,24 @@ def test_notification_and_ids() -> None:
                         b'{"jsonrpc":"2.0","method":"ping","id":null},'
                         b'{"jsonrpc":"2.0","method":"ping","id":"x"},'
                         b'{"jsonrpc":"2.0","method":"ping","id":1.5}]')
-    assert frame.batch
-    kinds = [(i.notification, i.id) for i in frame.items if isinstance(i, Request)]
+    assert isinstance(frame, list)
+    kinds = [(i.notification, i.id) for i in frame if isinstance(i, Request)]
     assert kinds == [(True, None), (False, None), (False, "x"), (False, 1.5)]
 
 
 def test_depth_and_batch_limits() -> None:
     deep = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":' + b"[" * 100 + b"]" * 100 + b"}}"
-    (item,) = parse_frame(deep, max_depth=20).items
+    item = parse_frame(deep, max_depth=20)
     assert isinstance(item, BadRequest) and item.error.code == -32600
     batch = orjson.dumps([{"jsonrpc": "2.0", "method": "ping"}] * 11)
-    (item,) = parse_frame(batch, max_batch=10).items
+    item = parse_frame(batch, max_batch=10)
     assert isinstance(item, BadRequest) and item.error.data["limit"] == 10
 
 
 def test_params_size_limit() -> None:
     line = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "run",
                          "params": {"image": "x" * 2000}})
-    (item,) = parse_frame(line, max_params_bytes=1000).items
+    item = parse_frame(line, max_params_bytes=1000)
     assert isinstance(item, BadRequest) and item.error.code == -32602
 
 
