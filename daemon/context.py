@@ -68,6 +68,7 @@ class DaemonState:
         self.started_monotonic = time.monotonic()
         self.lanes = {lane.value: LaneSlots(lane.value, config.lane(lane)) for lane in Lane}
         self.lane_stats = {name: lane.stats for name, lane in self.lanes.items()}  # live views
+        self.status_view: dict[str, Any] | None = None  # built by the status handler
         self.counters = Counters()
         self.connections: set[Connection] = set()
         self.draining = False

@@ -84,6 +84,10 @@ class Connection(asyncio.Protocol):
         self.config = state.config
         self.decoder = LineDecoder(state.config.max_line_bytes)
         self._local = dispatcher.local
+        self._answer_local = dispatcher.answer_local
+        self._max_depth = state.config.max_json_depth  # read per line: kept at hand
+        self._max_batch = state.config.max_batch
+        self._max_params_bytes = state.config.max_params_bytes
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.in_flight: dict[tuple[str, Any], list[tuple[asyncio.Task[Any], CallContext]]] = {}
@@ -216,15 +220,14 @@ class Connection(asyncio.Protocol):
         self.close()
 
     def _on_line(self, line: bytes) -> None:
-        config = self.config
-        item = parse_frame(line, max_depth=config.max_json_depth, max_batch=config.max_batch,
-                           max_params_bytes=config.max_params_bytes)
+        item = parse_frame(line, max_depth=self._max_depth, max_batch=self._max_batch,
+                           max_params_bytes=self._max_params_bytes)
         if isinstance(item, list):
             self._start(self._run_batch(item), None)
         elif isinstance(item, BadRequest):
             self.send(error_reply(item.id, item.error))
         elif item.method in self._local:
-            reply = self.dispatcher.answer_local(item, self)
+            reply = self._answer_local(item, self)
             if reply is not None:
                 self.send(reply)
         elif item.method == CANCEL_METHOD:

@@ -31,6 +31,13 @@ class LineDecoder:
 
     def feed(self, data: bytes) -> list[Any]:
         """Return the complete lines (bytes, or OVERSIZE) that ``data`` finished."""
+        if not self._buffer and not self._discarding:
+            # The common case, one C-level split: no partial line before, none too long.
+            lines = data.split(b"\n")
+            if len(data) <= self.max_line or max(map(len, lines)) <= self.max_line:
+                rest = lines.pop()
+                self._buffer += rest
+                return lines
         out: list[Any] = []
         start = 0
         while True:

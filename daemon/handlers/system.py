@@ -29,24 +29,41 @@ def discover(state: DaemonState, params: m.Discover) -> orjson.Fragment:
     return _DISCOVER_CACHE["doc"]
 
 
-@implements(m.Status)
-def status(state: DaemonState, params: m.Status) -> dict[str, Any]:
-    """Live views of the counters, not copies: a local reply is encoded before anything else
-    runs (see ``Dispatcher.answer_local``), so the views cannot change under it."""
+def _status_view(state: DaemonState) -> dict[str, Any]:
+    """The one status dict of a daemon; its counters and lanes are live views."""
     counters = state.counters
     return {
         "version": DAEMON_VERSION,
         "protocol_version": PROTOCOL_VERSION,
         "instance_id": state.instance_id,
-        "uptime_s": int((time.monotonic() - state.started_monotonic) * 1000) / 1000,  # round() is slow
-        "podman": {"socket": state.pool.socket_name, "reachable": state.pool.reachable,
-                   "version": state.podman_version},
-        "connections": len(state.connections),
+        "uptime_s": 0.0,
+        "podman": {"socket": state.pool.socket_name, "reachable": None, "version": None},
+        "connections": 0,
         "lanes": state.lane_stats,
         "requests": {"served": counters.served, "failed": counters.failed},
-        "containers_reaped": counters.reaped,
-        "draining": state.draining,
+        "containers_reaped": 0,
+        "draining": False,
     }
+
+
+@implements(m.Status)
+def status(state: DaemonState, params: m.Status) -> dict[str, Any]:
+    """Refreshes the daemon's one status dict in place and returns it.
+
+    Safe because a local reply is encoded before anything else runs (see
+    ``Dispatcher.answer_local``); building a fresh dict per call was most of its cost.
+    """
+    view = state.status_view
+    if view is None:
+        view = state.status_view = _status_view(state)
+    view["uptime_s"] = int((time.monotonic() - state.started_monotonic) * 1000) / 1000
+    podman = view["podman"]
+    podman["reachable"] = state.pool.reachable
+    podman["version"] = state.podman_version
+    view["connections"] = len(state.connections)
+    view["containers_reaped"] = state.counters.reaped
+    view["draining"] = state.draining
+    return view
 
 
 @implements(m.Ping)
