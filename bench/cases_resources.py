@@ -50,24 +50,30 @@ def idle_connections(daemon_socket: Path, pid: int, count: int) -> list[Measurem
 
 
 def soak(daemon_socket: Path, pid: int, total: int, conns: int = 10,
-         window: int = 64) -> list[Measurement]:
-    """RSS before and after ``total`` ``status`` requests from well-behaved clients.
+         window: int = 16) -> list[Measurement]:
+    """RSS before and after ``total`` requests from well-behaved clients.
 
-    Each connection keeps ``window`` requests in flight (the daemon's default
-    per-connection cap), after a warm-up of the same shape: growth then means a
-    leak, not the allocator's high-water mark of a deeper burst.
+    Requests alternate ``status`` (answered at once, on the transport's fast path)
+    and ``ping`` (a task with a deadline and a lane slot, answered by Podman), so
+    both paths are soaked. Each connection keeps ``window`` requests in flight;
+    ``status`` comes back at once, so nearly all of them are pings: 10 x 16 fit the
+    query lane (cap 16 + queue 256) and none is refused. A warm-up of the same shape
+    comes first: growth then means a leak, not the allocator's high-water mark of a
+    deeper burst.
     """
     per_conn = max(1, total // conns)
-    windowed_load(daemon_socket, "status", max(1, per_conn // 5), conns, window)
+    methods = ("status", "ping")
+    windowed_load(daemon_socket, methods, max(1, per_conn // 5), conns, window)
     before = rss_mb(pid)
-    seconds = windowed_load(daemon_socket, "status", per_conn, conns, window)
+    seconds = windowed_load(daemon_socket, methods, per_conn, conns, window)
     after = rss_mb(pid)
     shape = f"{conns} connections x {window} in flight"
     return [Measurement("memory", f"daemon RSS before {conns * per_conn:,} requests",
                         value=before, unit="MB", note=f"after a warm-up, {shape}"),
             Measurement("memory", f"daemon RSS after {conns * per_conn:,} requests",
                         value=after, unit="MB",
-                        note=f"{seconds:.1f} s, {conns * per_conn / seconds:,.0f} req/s")]
+                        note=f"status and ping alternating; {seconds:.1f} s, "
+                             f"{conns * per_conn / seconds:,.0f} req/s")]
 
 
 def cold_start(podman_socket: Path, runs: int) -> list[Measurement]:

@@ -195,11 +195,18 @@ def pipelined_throughput(path: Path | str, method: str, per_connection: int,
     return per_connection * connections / elapsed
 
 
-async def _windowed_one(path: str, line: bytes, total: int, window: int) -> int:
-    """Keep at most ``window`` requests outstanding until ``total`` are answered; return errors."""
+async def _windowed_one(path: str, lines: list[bytes], total: int, window: int) -> int:
+    """Keep at most ``window`` requests outstanding until ``total`` are answered; return errors.
+
+    Requests cycle through ``lines`` in order.
+    """
     reader, writer = await asyncio.open_unix_connection(path, limit=1 << 22)
+
+    def batch(start: int, count: int) -> bytes:
+        return b"".join(lines[(start + i) % len(lines)] for i in range(count))
+
     sent = min(window, total)
-    writer.write(line * sent)
+    writer.write(batch(0, sent))
     seen = errors = 0
     while seen < total:
         chunk = await reader.read(1 << 18)
@@ -210,26 +217,27 @@ async def _windowed_one(path: str, line: bytes, total: int, window: int) -> int:
         errors += chunk.count(b'"error":{')
         more = min(answered, total - sent)
         if more > 0:
-            writer.write(line * more)
+            writer.write(batch(sent, more))
             sent += more
     writer.close()
     return errors
 
 
-async def _windowed(path: str, method: str, per_connection: int, connections: int,
+async def _windowed(path: str, methods: tuple[str, ...], per_connection: int, connections: int,
                     window: int) -> float:
-    line = request_line(method)
+    lines = [request_line(method) for method in methods]
     start = time.perf_counter()
-    errors = await asyncio.gather(*(_windowed_one(path, line, per_connection, window)
+    errors = await asyncio.gather(*(_windowed_one(path, lines, per_connection, window)
                                     for _ in range(connections)))
     if sum(errors):
-        raise RuntimeError(f"{sum(errors)} {method} requests failed")
+        raise RuntimeError(f"{sum(errors)} of the {'/'.join(methods)} requests failed")
     return time.perf_counter() - start
 
 
-def windowed_load(path: Path | str, method: str, per_connection: int, connections: int,
-                  window: int = 64) -> float:
-    """Seconds to serve ``connections`` x ``per_connection`` requests, ``window`` in flight each."""
+def windowed_load(path: Path | str, methods: tuple[str, ...], per_connection: int,
+                  connections: int, window: int = 64) -> float:
+    """Seconds to serve ``connections`` x ``per_connection`` requests, ``window`` in flight each,
+    cycling through ``methods``."""
     import uvloop
 
-    return uvloop.run(_windowed(str(path), method, per_connection, connections, window))
+    return uvloop.run(_windowed(str(path), methods, per_connection, connections, window))
