@@ -79,6 +79,11 @@ def parse_frame(line: bytes, *, max_depth: int = 64, max_batch: int = 100,
     return parse_request(value, max_params_bytes)
 
 
+def frame_items(frame: Frame) -> list[Request | BadRequest]:
+    """The requests a frame holds, in order: a single request is a list of one."""
+    return frame if isinstance(frame, list) else [frame]
+
+
 def _valid_id(value: Any) -> bool:
     return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import orjson
 import pytest
 
-from protocol.envelope import Request, parse_frame
+from protocol.envelope import Request, frame_items, parse_frame
 from protocol.errors import ERRORS_BY_CODE
 from protocol.registry import METHODS
 from tests.rig.daemon import DaemonProcess, RawConnection
@@ -111,7 +111,7 @@ def expected_replies(lines: list[bytes]) -> int:
             continue
         frame = parse_frame(line, max_depth=MAX_DEPTH, max_batch=MAX_BATCH,
                             max_params_bytes=MAX_PARAMS)
-        if any(not (isinstance(i, Request) and i.notification) for i in frame.items):
+        if any(not (isinstance(i, Request) and i.notification) for i in frame_items(frame)):
             count += 1
     return count
 

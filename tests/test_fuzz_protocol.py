@@ -26,7 +26,7 @@ from daemon.context import DaemonState
 from daemon.dispatch import Dispatcher
 from daemon.podman_pool import PodmanPool
 from daemon.transport import Connection
-from protocol.envelope import BadRequest, Request, error_reply, parse_frame
+from protocol.envelope import BadRequest, Request, error_reply, frame_items, parse_frame
 from protocol.errors import ERRORS_BY_CODE, InvalidParams
 from protocol.framing import OVERSIZE, LineDecoder, encode
 from protocol.registry import METHODS, Lane
@@ -128,7 +128,7 @@ def _well_formed(reply: Any) -> None:
 def test_parse_frame_never_raises_and_every_item_can_be_answered(line: bytes) -> None:
     frame = parse_frame(line, max_depth=MAX_DEPTH, max_batch=MAX_BATCH,
                          max_params_bytes=MAX_PARAMS)
-    items = frame if isinstance(frame, list) else [frame]
+    items = frame_items(frame)
     assert 1 <= len(items) <= MAX_BATCH
     for item in items:
         assert isinstance(item, (Request, BadRequest))
@@ -220,8 +220,7 @@ def _expected_replies(data: bytes) -> tuple[int, Counter[str]]:
             continue
         frame = parse_frame(line, max_depth=MAX_DEPTH, max_batch=MAX_BATCH,
                             max_params_bytes=MAX_PARAMS)
-        items = frame if isinstance(frame, list) else [frame]
-        answered = [i for i in items if not (isinstance(i, Request) and i.notification)]
+        answered = [i for i in frame_items(frame) if not (isinstance(i, Request) and i.notification)]
         if isinstance(frame, list):
             count += 1 if answered else 0
         elif answered:
