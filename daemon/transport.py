@@ -83,11 +83,6 @@ class Connection(asyncio.Protocol):
         self.dispatcher = dispatcher
         self.config = state.config
         self.decoder = LineDecoder(state.config.max_line_bytes)
-        self._local = dispatcher.local
-        self._answer_local = dispatcher.answer_local
-        self._max_depth = state.config.max_json_depth  # read per line: kept at hand
-        self._max_batch = state.config.max_batch
-        self._max_params_bytes = state.config.max_params_bytes
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.in_flight: dict[tuple[str, Any], list[tuple[asyncio.Task[Any], CallContext]]] = {}
@@ -220,14 +215,15 @@ class Connection(asyncio.Protocol):
         self.close()
 
     def _on_line(self, line: bytes) -> None:
-        item = parse_frame(line, max_depth=self._max_depth, max_batch=self._max_batch,
-                           max_params_bytes=self._max_params_bytes)
+        config = self.config
+        item = parse_frame(line, max_depth=config.max_json_depth, max_batch=config.max_batch,
+                           max_params_bytes=config.max_params_bytes)
         if isinstance(item, list):
             self._start(self._run_batch(item), None)
         elif isinstance(item, BadRequest):
             self.send(error_reply(item.id, item.error))
-        elif item.method in self._local:
-            reply = self._answer_local(item, self)
+        elif item.method in self.dispatcher.local:
+            reply = self.dispatcher.answer_local(item, self)
             if reply is not None:
                 self.send(reply)
         elif item.method == CANCEL_METHOD:
@@ -301,7 +297,7 @@ class Connection(asyncio.Protocol):
                 return error_reply(item.id, item.error)
             if item.method == CANCEL_METHOD:
                 return self._cancel(item, send=False)
-            if item.method in self._local:
+            if item.method in self.dispatcher.local:
                 reply = self.dispatcher.answer_local(item, self)
                 return None if reply is None else frozen(reply)  # the batch is sent later
             prepared = self._prepare_quiet(item)
