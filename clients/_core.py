@@ -15,7 +15,7 @@ from typing import Any, Callable, NamedTuple
 import orjson
 
 from protocol.errors import RpcError, error_from_wire
-from protocol.framing import OVERSIZE, LineDecoder
+from protocol.framing import OVERSIZE, LineDecoder, encode
 from protocol.registry import METHODS, MethodSpec
 
 PROGRESS_METHOD = "$/progress"
@@ -54,7 +54,7 @@ def encode_request(request_id: Any, method: str, params: dict[str, Any] | None) 
     message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
     if params:
         message["params"] = params
-    return orjson.dumps(message) + b"\n"
+    return encode(message)
 
 
 def encode_notification(method: str, params: dict[str, Any] | None) -> bytes:
@@ -62,13 +62,12 @@ def encode_notification(method: str, params: dict[str, Any] | None) -> bytes:
     message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
     if params:
         message["params"] = params
-    return orjson.dumps(message) + b"\n"
+    return encode(message)
 
 
 def encode_cancel(request_id: Any) -> bytes:
     """The LSP-style cancel notification for a request in flight."""
-    return orjson.dumps({"jsonrpc": "2.0", "method": CANCEL_METHOD,
-                         "params": {"id": request_id}}) + b"\n"
+    return encode({"jsonrpc": "2.0", "method": CANCEL_METHOD, "params": {"id": request_id}})
 
 
 def unwrap(reply: dict[str, Any]) -> Any:

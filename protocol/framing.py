@@ -69,7 +69,7 @@ class LineDecoder:
 
 def encode(message: Any) -> bytes:
     """One JSON value on one line; orjson escapes every newline inside strings."""
-    return orjson.dumps(message) + b"\n"
+    return orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def frozen(message: Any) -> orjson.Fragment:

@@ -22,6 +22,7 @@ from protocol.envelope import Request, frame_items, parse_frame
 from protocol.errors import ERRORS_BY_CODE
 from protocol.registry import METHODS
 from tests.rig.daemon import DaemonProcess, RawConnection
+from tests.rig.shapes import nested
 
 MAX_LINE, MAX_DEPTH, MAX_BATCH, MAX_PARAMS = 16384, 16, 8, 4096
 CONFIG = (f"max_line_bytes = {MAX_LINE}\nmax_json_depth = {MAX_DEPTH}\nmax_batch = {MAX_BATCH}\n"
@@ -64,13 +65,6 @@ def _request(rng: random.Random) -> Any:
     return message
 
 
-def _nested(depth: int) -> Any:
-    value: Any = 1
-    for i in range(depth):
-        value = [value] if i % 2 else {"n": value}
-    return value
-
-
 def random_frame(rng: random.Random) -> bytes:
     """One line (without its newline) from a mix of hostile and plausible shapes."""
     kind = rng.random()
@@ -88,7 +82,7 @@ def random_frame(rng: random.Random) -> bytes:
     if kind < 0.88:
         depth = rng.choice([MAX_DEPTH - 1, MAX_DEPTH + 1, 200, 2000])
         return orjson.dumps({"jsonrpc": "2.0", "id": "deep", "method": "ping",
-                             "params": {"timeout": _nested(depth)}}) if depth < 1000 else \
+                             "params": {"timeout": nested(depth, 1)}}) if depth < 1000 else \
             b"[" * depth + b"]" * depth
     if kind < 0.92:
         return b'{"jsonrpc":"2.0","id":"big","method":"status","params":{"x":"' + \

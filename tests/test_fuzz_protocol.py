@@ -31,6 +31,7 @@ from protocol.errors import ERRORS_BY_CODE, InvalidParams
 from protocol.framing import OVERSIZE, LineDecoder, encode
 from protocol.registry import METHODS, Lane
 from protocol.schema import unwrap
+from tests.rig.shapes import nested
 from tests.rig.transport import RecordingTransport
 
 MAX_LINE, MAX_DEPTH, MAX_BATCH, MAX_PARAMS = 512, 8, 4, 256
@@ -65,20 +66,13 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
     return out
 
 
-def _nested(depth: int) -> Any:
-    value: Any = 0
-    for i in range(depth):
-        value = [value] if i % 2 else {"k": value}
-    return value
-
-
 lines = st.one_of(
     st.binary(max_size=MAX_LINE + 64).map(lambda b: b.replace(b"\n", b"")),
     json_values.map(orjson.dumps),
     requests().map(orjson.dumps),
     st.lists(requests() | json_values, min_size=0, max_size=MAX_BATCH + 2).map(orjson.dumps),
     st.integers(1, 40).map(lambda d: orjson.dumps({"jsonrpc": "2.0", "id": d, "method": "ping",
-                                                   "params": {"x": _nested(d)}})),
+                                                   "params": {"x": nested(d)}})),
     requests().map(lambda r: orjson.dumps(r)[: max(1, len(orjson.dumps(r)) // 2)]),  # truncated
     st.tuples(st.sampled_from(sorted(METHODS)), st.integers(0, 3), st.booleans()).map(
         lambda t: orjson.dumps({"jsonrpc": "2.0", "method": t[0], "id": t[1]}) + b"\n"
