@@ -38,14 +38,17 @@ class Counts:
     idle_conns: int
     soak: int
     cold_runs: int
+    burst_seconds: float  # each throughput figure repeats its burst for at least this long
 
 
 FULL = Counts(ping=2000, oldway=20, local=5000, pipelined=1000, pipelined_reps=9,
               fanout_conns=50, fanout_each=200, listing=500, run=50, cli_run=20,
-              run_total=200, run_conns=20, idle_conns=1000, soak=100_000, cold_runs=5)
+              run_total=200, run_conns=20, idle_conns=1000, soak=100_000, cold_runs=5,
+              burst_seconds=0.3)
 QUICK = Counts(ping=200, oldway=2, local=300, pipelined=1000, pipelined_reps=1,
                fanout_conns=50, fanout_each=20, listing=20, run=4, cli_run=2,
-               run_total=10, run_conns=5, idle_conns=200, soak=5000, cold_runs=1)
+               run_total=10, run_conns=5, idle_conns=200, soak=5000, cold_runs=1,
+               burst_seconds=0.0)
 
 
 def time_oldway(podman_socket: Path, args: list[str], count: int) -> list[float]:
@@ -100,22 +103,31 @@ def local_cases(daemon_socket: Path, line_socket: Path, n: Counts) -> list[Measu
 
 
 def throughput_cases(daemon_socket: Path, line_socket: Path, n: Counts) -> list[Measurement]:
-    """Each repetition runs daemon and line server back to back (order alternating)."""
+    """Each repetition runs daemon and line server back to back (order alternating).
+
+    One untimed burst of each shape warms both servers first: a fresh daemon's first
+    bursts measured 30-50% slower than its later ones (allocator and caches warming).
+    """
     subjects = {"daemon": daemon_socket, "line server": line_socket}
     shapes = {f"{n.pipelined} pipelined, 1 conn": (n.pipelined, 1),
               f"{n.fanout_conns} conns x {n.fanout_each} pipelined": (n.fanout_each,
                                                                      n.fanout_conns)}
     rates: dict[tuple[str, str], list[float]] = {
         (name, shape): [] for shape in shapes for name in subjects}
+    for each, conns in shapes.values():
+        for path in subjects.values():
+            pipelined_throughput(path, "status", each, conns)
     for rep in range(n.pipelined_reps):
         order = list(subjects) if rep % 2 == 0 else list(subjects)[::-1]
         for shape, (each, conns) in shapes.items():
             for name in order:
                 rates[name, shape].append(
-                    pipelined_throughput(subjects[name], "status", each, conns))
+                    pipelined_throughput(subjects[name], "status", each, conns,
+                                         min_seconds=n.burst_seconds))
     return [Measurement("throughput", f"{name}: {shape}",
                         value=statistics.median(rates[name, shape]), unit="req/s",
-                        note=f"median of {n.pipelined_reps}, interleaved")
+                        note=f"median of {n.pipelined_reps}, interleaved, "
+                             f"each repeated for >= {n.burst_seconds:g} s")
             for shape in shapes for name in subjects]
 
 

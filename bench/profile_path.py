@@ -94,8 +94,27 @@ async def _through_connection(state: Any, dispatcher: Any, method: str, calls: i
     return best * 1e6
 
 
+def _through_line_server(result: Any, calls: int, chunk: int) -> float:
+    """The floor the bench compares against: bench/line_server.py on the same reads."""
+    from bench.clients import request_line
+    from bench.line_server import LineProtocol
+
+    lines = [request_line("status", None, i) for i in range(calls)]
+    best = float("inf")
+    for _ in range(3):
+        protocol, transport = LineProtocol(result), _FakeTransport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        start = time.process_time()
+        for i in range(0, calls, chunk):
+            protocol.data_received(b"".join(lines[i:i + chunk]))
+        best = min(best, (time.process_time() - start) / calls)
+        assert transport.lines == calls
+    return best * 1e6
+
+
 async def measure(calls: int, rounds: int, level: str,
                   whole_only: bool) -> list[tuple[str, float]]:
+    import orjson
     import structlog
 
     from daemon.config import Config
@@ -161,6 +180,12 @@ async def measure(calls: int, rounds: int, level: str,
     for method in ("status", "no.such.method"):
         rows.append((f"whole request through Connection: {method}, log level {level}",
                      await _through_connection(state, dispatcher, method, calls, 32)))
+    if not whole_only:  # the same reads as the bench's 50-connection burst: 200 lines each
+        rows.append(("whole request through Connection: status, 200 lines per read",
+                     await _through_connection(state, dispatcher, "status", calls, 200)))
+        canned = orjson.loads(orjson.dumps(status))
+        rows.append(("the line server (bench/line_server.py): status, 200 lines per read",
+                     _through_line_server(canned, calls, 200)))
     state.pool.close()
     return rows
 

@@ -73,3 +73,19 @@ def test_quick_bench_prints_every_case(tmp_path: Path) -> None:
     assert len(rows) == len(measured)
     if has_matplotlib:
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_profile_path_prints_every_step() -> None:
+    """``python -m bench.profile_path`` (no Podman needed) still runs and prints its table."""
+    done = subprocess.run([sys.executable, "-m", "bench.profile_path", "--calls", "400",
+                           "--rounds", "1"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    rows = _table(lines, "| step of the per-request path | CPU per call (us) |")
+    steps = [step for step, _ in rows]
+    assert "the line server (bench/line_server.py): status, 200 lines per read" in steps
+    assert "whole request through Connection: status, 200 lines per read" in steps
+    assert all(float(micros) > 0 for _, micros in rows), rows
+    # The second process (log level warning) appends its two whole-request rows.
+    assert sum("log level warning" in line for line in lines) == 2
