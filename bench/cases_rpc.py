@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import orjson
 
@@ -82,10 +85,39 @@ def ping_cases(daemon_socket: Path, podman_socket: Path, n: Counts) -> list[Meas
     return rows
 
 
-def local_cases(daemon_socket: Path, line_socket: Path, n: Counts) -> list[Measurement]:
-    """Daemon and line server take turns in blocks, so a slow spell of a shared machine
-    lands on both alike instead of on whichever ran second."""
-    clients = {"daemon": LineClient(daemon_socket), "line server": LineClient(line_socket)}
+ONE_CPU = "client and server on one CPU"
+
+
+@contextmanager
+def one_cpu(server_pids: list[int]) -> Iterator[bool]:
+    """Pin this thread and each server's event-loop thread to one CPU; restore after.
+
+    A sequential round trip here is mostly the kernel waking the other process, and
+    a wake-up across CPUs costs 30-60 us more than one on the same CPU. Where the
+    scheduler happens to put each process then decides a local call's latency more
+    than the server does; pinned, that lottery is the same for both servers.
+    Yields False (and pins nothing) where affinity cannot be set.
+    """
+    try:
+        saved = {pid: os.sched_getaffinity(pid) for pid in [0, *server_pids]}
+        cpu = min(saved[0])
+        for pid in saved:
+            os.sched_setaffinity(pid, {cpu})
+    except (AttributeError, OSError, ValueError):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        for pid, mask in saved.items():
+            try:
+                os.sched_setaffinity(pid, mask)
+            except OSError:
+                pass  # that server is gone
+
+
+def _interleaved_status(sockets: dict[str, Path], n: Counts) -> dict[str, list[float]]:
+    clients = {name: LineClient(path) for name, path in sockets.items()}
     samples: dict[str, list[float]] = {name: [] for name in clients}
     line = request_line("status")
     blocks = max(1, min(20, n.local // 100))
@@ -98,8 +130,26 @@ def local_cases(daemon_socket: Path, line_socket: Path, n: Counts) -> list[Measu
     finally:
         for client in clients.values():
             client.close()
-    return [Measurement("local", f"{name} status round trip", samples[name],
-                        note=f"interleaved in {blocks} blocks") for name in clients]
+    return samples
+
+
+def local_cases(daemon_socket: Path, line_socket: Path, n: Counts,
+                server_pids: list[int] | None = None) -> list[Measurement]:
+    """Daemon and line server take turns in blocks, so a slow spell of a shared machine
+    lands on both alike instead of on whichever ran second; then the same again with
+    client and servers pinned to one CPU (see :func:`one_cpu`)."""
+    sockets = {"daemon": daemon_socket, "line server": line_socket}
+    blocks = max(1, min(20, n.local // 100))
+    rows = [Measurement("local", f"{name} status round trip", samples,
+                        note=f"interleaved in {blocks} blocks")
+            for name, samples in _interleaved_status(sockets, n).items()]
+    if server_pids:
+        with one_cpu(server_pids) as pinned:
+            if pinned:
+                rows += [Measurement("local", f"{name} status round trip, {ONE_CPU}", samples,
+                                     note=f"interleaved in {blocks} blocks")
+                         for name, samples in _interleaved_status(sockets, n).items()]
+    return rows
 
 
 def throughput_cases(daemon_socket: Path, line_socket: Path, n: Counts) -> list[Measurement]:

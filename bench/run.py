@@ -47,6 +47,11 @@ def find(rows: list[Measurement], case: str, prefix: str) -> Measurement | None:
                  and not math.isnan(r.p50)), None)
 
 
+def exact(rows: list[Measurement], case: str, subject: str) -> Measurement | None:
+    return next((r for r in rows if r.case == case and r.subject == subject
+                 and not math.isnan(r.p50)), None)
+
+
 def quotient(a: Measurement | None, b: Measurement | None) -> float | None:
     if a is None or b is None or not b.p50:
         return None
@@ -56,7 +61,10 @@ def quotient(a: Measurement | None, b: Measurement | None) -> float | None:
 def ratios(rows: list[Measurement]) -> list[Ratio]:
     ping = find(rows, "ping", "daemon ping")
     rest = find(rows, "ping", "raw REST HEAD")
-    local, line = find(rows, "local", "daemon"), find(rows, "local", "line server")
+    local, line = exact(rows, "local", "daemon status round trip"), exact(
+        rows, "local", "line server status round trip")
+    pinned = exact(rows, "local", f"daemon status round trip, {cases_rpc.ONE_CPU}")
+    pinned_line = exact(rows, "local", f"line server status round trip, {cases_rpc.ONE_CPU}")
     run, cli = find(rows, "run", "daemon"), find(rows, "run", "podman run")
     run_tp, cli_tp = find(rows, "run throughput", "daemon"), find(rows, "run throughput", "podman")
     idle = next((r for r in rows if r.case == "memory" and "idle connections" in r.subject), None)
@@ -70,6 +78,8 @@ def ratios(rows: list[Measurement]) -> list[Ratio]:
               lambda v: v <= 3),
         ratio("daemon status p50 / line server p50", quotient(local, line), "<= 2x",
               lambda v: v <= 2),
+        ratio(f"daemon status p50 / line server p50, {cases_rpc.ONE_CPU}",
+              quotient(pinned, pinned_line), "<= 2x", lambda v: v <= 2),
     ]
     for label in ("pipelined, 1 conn", "conns x"):
         d = next((r for r in rows if r.case == "throughput" and r.subject.startswith("daemon")
@@ -171,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         line_sock = rig.line.socket_path if rig.line else Path("/nonexistent")
         plan: list[tuple[str, Callable[[], list[Measurement]]]] = [
             ("ping", lambda: cases_rpc.ping_cases(dsock, psock, n)),
-            ("local", lambda: cases_rpc.local_cases(dsock, line_sock, n)),
+            ("local", lambda: cases_rpc.local_cases(
+                dsock, line_sock, n, [rig.daemon_pid, rig.line.process.pid]
+                if rig.line and rig.line.process else None)),
             ("throughput", lambda: cases_rpc.throughput_cases(dsock, line_sock, n)),
             ("listing", lambda: cases_rpc.listing_cases(dsock, psock, n)),
             ("run", lambda: cases_run.run_latency(dsock, psock, rig.image, n.run, n.cli_run,
