@@ -3,7 +3,9 @@
 It splits lines, decodes each request with orjson, and answers every method with
 the same result (by default the JSON in ``--result-file``, so that it sends as
 many bytes as the daemon method it stands in for). No validation, no lanes, no
-logging: whatever the daemon costs beyond this is its own.
+logging: whatever the daemon costs beyond this is its own. It takes the daemon's
+glibc heap settings (daemon/heap.py), so that glibc's trimming, which costs the
+same page faults in both, does not decide the comparison.
 
     python -m bench.line_server --socket /tmp/line.sock [--result-file status.json]
 """
@@ -57,12 +59,15 @@ async def serve(path: Path, result: Any) -> None:
 def main() -> None:
     import uvloop
 
+    from daemon.heap import keep_freed_heap
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--socket", type=Path, required=True)
     parser.add_argument("--result-file", type=Path)
     args = parser.parse_args()
     result = orjson.loads(args.result_file.read_bytes()) if args.result_file else "ok"
     os.environ.pop("PYTHONASYNCIODEBUG", None)
+    keep_freed_heap()
     uvloop.run(serve(args.socket, result))
 
 

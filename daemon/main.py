@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from daemon.config import load_config
+from daemon.heap import keep_freed_heap
 from daemon.logs import configure_logging
 from daemon.server import Server
 
@@ -22,4 +23,5 @@ def serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError, TypeError) as exc:
         print(f"podman-rpc serve: bad configuration: {exc}", file=sys.stderr)
         return 2
+    keep_freed_heap()  # bursts of replies no longer fault the same pages in again
     return Server(config).run()
