@@ -42,14 +42,11 @@ def machine() -> str:
             f"Python {platform.python_version()}, {podman or 'podman ?'}")
 
 
-def find(rows: list[Measurement], case: str, prefix: str) -> Measurement | None:
-    return next((r for r in rows if r.case == case and r.subject.startswith(prefix)
-                 and not math.isnan(r.p50)), None)
-
-
-def exact(rows: list[Measurement], case: str, subject: str) -> Measurement | None:
-    return next((r for r in rows if r.case == case and r.subject == subject
-                 and not math.isnan(r.p50)), None)
+def find(rows: list[Measurement], case: str, prefix: str,
+         whole: bool = False) -> Measurement | None:
+    """The first measured row of ``case`` whose subject starts with (or, whole, is) ``prefix``."""
+    return next((r for r in rows if r.case == case and not math.isnan(r.p50)
+                 and (r.subject == prefix if whole else r.subject.startswith(prefix))), None)
 
 
 def quotient(a: Measurement | None, b: Measurement | None) -> float | None:
@@ -61,10 +58,10 @@ def quotient(a: Measurement | None, b: Measurement | None) -> float | None:
 def ratios(rows: list[Measurement]) -> list[Ratio]:
     ping = find(rows, "ping", "daemon ping")
     rest = find(rows, "ping", "raw REST HEAD")
-    local, line = exact(rows, "local", "daemon status round trip"), exact(
-        rows, "local", "line server status round trip")
-    pinned = exact(rows, "local", f"daemon status round trip, {cases_rpc.ONE_CPU}")
-    pinned_line = exact(rows, "local", f"line server status round trip, {cases_rpc.ONE_CPU}")
+    local = find(rows, "local", "daemon status round trip", whole=True)
+    line = find(rows, "local", "line server status round trip", whole=True)
+    pinned = find(rows, "local", f"daemon status round trip, {cases_rpc.ONE_CPU}")
+    pinned_line = find(rows, "local", f"line server status round trip, {cases_rpc.ONE_CPU}")
     run, cli = find(rows, "run", "daemon"), find(rows, "run", "podman run")
     run_tp, cli_tp = find(rows, "run throughput", "daemon"), find(rows, "run throughput", "podman")
     idle = next((r for r in rows if r.case == "memory" and "idle connections" in r.subject), None)
