@@ -6,8 +6,10 @@ replies allocates and frees a few hundred KiB per connection, so every burst
 gave the same pages back and faulted them in again: ``strace`` showed 400
 ``brk`` calls and ``/proc/<pid>/stat`` 8,600 minor faults for 10,000 ``status``
 requests over 50 connections. Keeping up to :data:`KEEP_FREE_BYTES` of free heap
-ends that for a few MiB of resident memory. Fixing the mmap threshold too keeps
-glibc from adapting it (which would undo the trim setting's effect on big blocks).
+ends that for a few MiB of resident memory. Setting either value turns off glibc's
+adaptive thresholds, which would otherwise have raised the mmap threshold past the
+joined reply buffers (100-200 KiB); it is set to 1 MiB so those still come from the
+kept heap instead of a fresh mapping each time.
 """
 
 from __future__ import annotations

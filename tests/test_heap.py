@@ -8,12 +8,12 @@ grown again 400 times a burst).
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
+from bench.clients import pipelined_throughput
 from daemon.heap import keep_freed_heap
 from tests.rig.daemon import DaemonProcess
 
@@ -31,28 +31,9 @@ def minor_faults(pid: int) -> int:
     return int(fields[7])  # minflt: the 10th field of stat, counted after the name
 
 
-async def one_connection(path: str, payload: bytes) -> int:
-    reader, writer = await asyncio.open_unix_connection(path, limit=1 << 22)
-    writer.write(payload)
-    replies = 0
-    while replies < PER_CONNECTION:
-        chunk = await reader.read(1 << 18)
-        assert chunk, f"closed after {replies} replies"
-        replies += chunk.count(b"\n")
-        assert b'"error"' not in chunk
-    writer.close()
-    return replies
-
-
 def burst(path: Path) -> None:
-    payload = b"".join(b'{"jsonrpc":"2.0","id":%d,"method":"status"}\n' % i
-                       for i in range(PER_CONNECTION))
-
-    async def all_connections() -> list[int]:
-        return await asyncio.gather(*(one_connection(str(path), payload)
-                                      for _ in range(CONNECTIONS)))
-
-    assert asyncio.run(all_connections()) == [PER_CONNECTION] * CONNECTIONS
+    """50 connections pipelining 200 status requests each (raises on an error or a short reply)."""
+    pipelined_throughput(path, "status", PER_CONNECTION, CONNECTIONS)
 
 
 def test_pipelined_bursts_do_not_fault_the_heap_in_again(
