@@ -46,14 +46,15 @@ class Dispatcher:
             if is_local(handler)}
         self._log_local = state.config.log_level.lower() == "debug"
 
-    def answer_local(self, request: Request, connection: Connection | None) -> dict[str, Any] | None:
-        """Run a daemon-local method to completion now (the caller checked ``self.local``).
+    def answer_local(self, request: Request, connection: Connection | None,
+                     local: tuple[MethodSpec, LocalHandler]) -> dict[str, Any] | None:
+        """Run a daemon-local method to completion now (``local`` is its ``self.local`` entry).
 
         The reply may hold live views of daemon state (``status`` does, to save copies):
         the caller encodes it before yielding to the event loop, or freezes it with
         :func:`protocol.framing.frozen`.
         """
-        spec, handler = self.local[request.method]
+        spec, handler = local
         started = time.perf_counter() if self._log_local else 0.0
         try:
             self.state.authorize(connection, spec)

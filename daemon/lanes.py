@@ -5,8 +5,9 @@ letting waiters pile up; time spent queued counts against the call's deadline
 because the caller's deadline scope already encloses :meth:`Lane.slot`.
 
 Each lane keeps its figures in :attr:`Lane.stats`, a dict updated in place on
-every change, so ``status`` serializes it as it stands instead of building one
-per call.
+every change, and calls ``on_change`` after each update: ``status`` is polled far
+more often than lanes change, so the daemon encodes the figures once per change
+(see ``DaemonState.lane_figures``) instead of once per call.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from typing import AsyncContextManager, AsyncIterator
+from typing import AsyncContextManager, AsyncIterator, Callable
 
 from daemon.config import LaneConfig
 from protocol.errors import Overloaded
@@ -26,8 +27,10 @@ _NO_SLOT: AsyncContextManager[None] = contextlib.nullcontext()
 class Lane:
     """One lane's slots and its FIFO of waiters."""
 
-    def __init__(self, name: str, config: LaneConfig) -> None:
+    def __init__(self, name: str, config: LaneConfig,
+                 on_change: Callable[[], None] = lambda: None) -> None:
         self.name = name
+        self.on_change = on_change
         self.cap = config.cap
         self.queue_limit = config.queue
         self.in_flight = 0
@@ -43,6 +46,7 @@ class Lane:
     def _publish(self) -> None:
         self.stats["in_flight"] = self.in_flight
         self.stats["queued"] = len(self._waiters)
+        self.on_change()
 
     def _retry_after_ms(self) -> int:
         rounds = (self.queued + self.in_flight) / max(self.cap, 1)

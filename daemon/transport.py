@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from daemon.dispatch import CANCEL_CLIENT, CANCEL_DISCONNECT, CANCEL_SHUTDOWN, Dispatcher, reject
-from protocol.envelope import BadRequest, Request, error_reply, parse_frame, result_reply
+from protocol.envelope import BadRequest, Request, error_reply, frame_parser, result_reply
 from protocol.errors import (InvalidParams, InvalidRequest, RequestCancelled, RpcError,
                              ShuttingDown)
 from protocol.framing import OVERSIZE, LineDecoder, encode, frozen
@@ -83,6 +83,10 @@ class Connection(asyncio.Protocol):
         self.dispatcher = dispatcher
         self.config = state.config
         self.decoder = LineDecoder(state.config.max_line_bytes)
+        self._parse = frame_parser(max_depth=state.config.max_json_depth,
+                                   max_batch=state.config.max_batch,
+                                   max_params_bytes=state.config.max_params_bytes)
+        self._local = dispatcher.local
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.in_flight: dict[tuple[str, Any], list[tuple[asyncio.Task[Any], CallContext]]] = {}
@@ -215,24 +219,24 @@ class Connection(asyncio.Protocol):
         self.close()
 
     def _on_line(self, line: bytes) -> None:
-        config = self.config
-        item = parse_frame(line, max_depth=config.max_json_depth, max_batch=config.max_batch,
-                           max_params_bytes=config.max_params_bytes)
-        if isinstance(item, list):
+        item = self._parse(line)
+        if type(item) is Request:  # the common case, first
+            local = self._local.get(item.method)
+            if local is not None:
+                reply = self.dispatcher.answer_local(item, self, local)
+                if reply is not None:
+                    self.send(reply)
+            elif item.method == CANCEL_METHOD:
+                self._cancel(item)
+            else:
+                prepared = self._prepare(item)
+                if prepared is not None:
+                    ctx, params = prepared
+                    self._start(self._run_one(ctx, params, item), (item, ctx))
+        elif isinstance(item, list):
             self._start(self._run_batch(item), None)
-        elif isinstance(item, BadRequest):
-            self.send(error_reply(item.id, item.error))
-        elif item.method in self.dispatcher.local:
-            reply = self.dispatcher.answer_local(item, self)
-            if reply is not None:
-                self.send(reply)
-        elif item.method == CANCEL_METHOD:
-            self._cancel(item)
         else:
-            prepared = self._prepare(item)
-            if isinstance(prepared, tuple):
-                ctx, params = prepared
-                self._start(self._run_one(ctx, params, item), (item, ctx))
+            self.send(error_reply(item.id, item.error))  # a BadRequest
 
     def _prepare(self, request: Request) -> tuple[CallContext, Any] | None:
         try:
@@ -297,8 +301,9 @@ class Connection(asyncio.Protocol):
                 return error_reply(item.id, item.error)
             if item.method == CANCEL_METHOD:
                 return self._cancel(item, send=False)
-            if item.method in self.dispatcher.local:
-                reply = self.dispatcher.answer_local(item, self)
+            local = self._local.get(item.method)
+            if local is not None:
+                reply = self.dispatcher.answer_local(item, self, local)
                 return None if reply is None else frozen(reply)  # the batch is sent later
             prepared = self._prepare_quiet(item)
             if isinstance(prepared, dict) or prepared is None:

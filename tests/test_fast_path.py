@@ -23,6 +23,7 @@ from daemon.handlers import implements, load_handlers
 from daemon.podman_pool import PodmanPool
 from daemon.transport import Connection
 from protocol import methods as m
+from protocol.envelope import Request, frame_parser, parse_frame
 from protocol.registry import METHODS, Lane
 from tests.rig.transport import RecordingTransport
 
@@ -156,3 +157,71 @@ def test_local_methods_in_a_batch_are_answered_as_they_were_when_called() -> Non
     assert by_id[3]["result"]["requests"]["served"]["status"] == 2
     assert by_id[4]["error"]["code"] == -32601
     assert state.counters.served["status"] == 3
+
+
+SHAPES = [
+    {"jsonrpc": "2.0", "id": 1, "method": "status"},
+    {"jsonrpc": "2.0", "id": "a", "method": "status", "params": None},
+    {"jsonrpc": "2.0", "id": 2, "method": "status", "params": {}},
+    {"jsonrpc": "2.0", "id": 3, "method": "ping", "params": {"x": 1}},
+    {"jsonrpc": "2.0", "method": "status"},
+    {"jsonrpc": "2.0", "id": None, "method": "status"},
+    {"jsonrpc": "2.0", "id": 1.5, "method": "status"},
+    {"jsonrpc": "2.0", "id": True, "method": "status"},
+    {"jsonrpc": "2.0", "id": [1], "method": "status"},
+    {"jsonrpc": "1.0", "id": 4, "method": "status"},
+    {"id": 5, "method": "status"},
+    {"jsonrpc": "2.0", "id": 6, "method": 7},
+    {"jsonrpc": "2.0", "id": 7, "method": "status", "params": [1]},
+    {"jsonrpc": "2.0", "id": 8, "method": "status", "x": [[[[[[[[[[[1]]]]]]]]]]]},
+    [{"jsonrpc": "2.0", "id": 9, "method": "status"}],
+    [],
+    7,
+]
+
+
+def _outcome(frame: Any) -> Any:
+    if isinstance(frame, list):
+        return [_outcome(item) for item in frame]
+    if isinstance(frame, Request):
+        return ("request", frame.method, frame.params, frame.id, type(frame.id),
+                frame.notification)
+    return ("bad", frame.error.code, frame.error.message, frame.error.data, frame.id)
+
+
+@pytest.mark.parametrize("max_depth", [64, 8])  # 8: every line is long enough for a depth check
+@pytest.mark.parametrize("value", SHAPES, ids=lambda v: orjson.dumps(v).decode()[:60])
+def test_the_daemons_bound_parser_answers_as_parse_frame_does(value: Any, max_depth: int) -> None:
+    """frame_parser checks the commonest request inline; every shape must still agree."""
+    limits = {"max_depth": max_depth, "max_batch": 4, "max_params_bytes": 64}
+    raw = orjson.dumps(value)
+    assert _outcome(frame_parser(**limits)(raw)) == _outcome(parse_frame(raw, **limits))
+    for broken in (raw[:-1], b"", b"  "):
+        assert _outcome(frame_parser(**limits)(broken)) == _outcome(parse_frame(broken, **limits))
+
+
+def test_status_sees_every_lane_change_through_its_encoded_figures() -> None:
+    """The lanes are encoded once per change: each change must reach the next status."""
+    state = DaemonState(Config(socket_path=Path("/nonexistent/rpc.sock"), podman_socket=NOWHERE),
+                        PodmanPool(NOWHERE, 1, 1.0))
+    status = load_handlers()["status"]
+    no_params = METHODS["status"].validate({})
+
+    def run_lane() -> dict[str, int]:
+        return orjson.loads(orjson.dumps(status(state, no_params)))["lanes"]["run"]
+
+    async def hold_slots() -> list[dict[str, int]]:
+        lane = state.lanes["run"]
+        seen = [run_lane()]
+        async with lane.slot():
+            seen.append(run_lane())
+            async with lane.slot():
+                seen.append(run_lane())
+            seen.append(run_lane())
+        seen.append(run_lane())
+        return seen
+
+    seen = asyncio.run(hold_slots())
+    assert [s["in_flight"] for s in seen] == [0, 1, 2, 1, 0]
+    assert seen[0] == {"in_flight": 0, "queued": 0, "cap": state.config.lane(Lane.RUN).cap,
+                       "queue_limit": state.config.lane(Lane.RUN).queue}

@@ -30,7 +30,7 @@ def discover(state: DaemonState, params: m.Discover) -> orjson.Fragment:
 
 
 def _status_view(state: DaemonState) -> dict[str, Any]:
-    """The one status dict of a daemon; its counters and lanes are live views."""
+    """The one status dict of a daemon; its counters are live views, its lanes encoded per change."""
     counters = state.counters
     return {
         "version": DAEMON_VERSION,
@@ -39,7 +39,7 @@ def _status_view(state: DaemonState) -> dict[str, Any]:
         "uptime_s": 0.0,
         "podman": {"socket": state.pool.socket_name, "reachable": None, "version": None},
         "connections": 0,
-        "lanes": state.lane_stats,
+        "lanes": state.lane_figures(),
         "requests": {"served": counters.served, "failed": counters.failed},
         "containers_reaped": 0,
         "draining": False,
@@ -61,6 +61,7 @@ def status(state: DaemonState, params: m.Status) -> dict[str, Any]:
     podman["reachable"] = state.pool.reachable
     podman["version"] = state.podman_version
     view["connections"] = len(state.connections)
+    view["lanes"] = state.lane_figures()
     view["containers_reaped"] = state.counters.reaped
     view["draining"] = state.draining
     return view
