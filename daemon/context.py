@@ -85,7 +85,7 @@ class DaemonState:
         self.authorize: Callable[[Any, MethodSpec], None] = lambda connection, spec: None
 
     def lane_figures(self) -> orjson.Fragment:
-        """Every lane's figures, encoded once per change: 25 numbers ``status`` need not re-encode."""
+        """Every lane's figures, encoded once per change: 20 numbers ``status`` need not re-encode."""
         figures = self._lane_figures
         if figures is None:
             figures = self._lane_figures = orjson.Fragment(orjson.dumps(self.lane_stats))
