@@ -39,10 +39,15 @@ def line(method: str, request_id: Any = None, params: Any = None) -> bytes:
     return orjson.dumps(message) + b"\n"
 
 
+def _offline_state(log_level: str = "info") -> DaemonState:
+    """A daemon's state with no Podman behind it: enough for daemon-local methods."""
+    return DaemonState(Config(socket_path=Path("/nonexistent/rpc.sock"), podman_socket=NOWHERE,
+                              log_level=log_level), PodmanPool(NOWHERE, 1, 1.0))
+
+
 async def _drive(chunks: list[bytes], handlers: dict[str, Any] | None = None,
                  log_level: str = "info") -> tuple[RecordingTransport, DaemonState]:
-    state = DaemonState(Config(socket_path=Path("/nonexistent/rpc.sock"), podman_socket=NOWHERE,
-                               log_level=log_level), PodmanPool(NOWHERE, 1, 1.0))
+    state = _offline_state(log_level)
     connection = Connection(state, Dispatcher(state, handlers or load_handlers()))
     transport = RecordingTransport(connection)
     connection.connection_made(transport)
@@ -202,8 +207,7 @@ def test_the_daemons_bound_parser_answers_as_parse_frame_does(value: Any, max_de
 
 def test_status_sees_every_lane_change_through_its_encoded_figures() -> None:
     """The lanes are encoded once per change: each change must reach the next status."""
-    state = DaemonState(Config(socket_path=Path("/nonexistent/rpc.sock"), podman_socket=NOWHERE),
-                        PodmanPool(NOWHERE, 1, 1.0))
+    state = _offline_state()
     status = load_handlers()["status"]
     no_params = METHODS["status"].validate({})
 
@@ -221,7 +225,10 @@ def test_status_sees_every_lane_change_through_its_encoded_figures() -> None:
         seen.append(run_lane())
         return seen
 
-    seen = asyncio.run(hold_slots())
+    try:
+        seen = asyncio.run(hold_slots())
+    finally:
+        state.pool.close()
     assert [s["in_flight"] for s in seen] == [0, 1, 2, 1, 0]
     assert seen[0] == {"in_flight": 0, "queued": 0, "cap": state.config.lane(Lane.RUN).cap,
                        "queue_limit": state.config.lane(Lane.RUN).queue}
