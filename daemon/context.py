@@ -67,11 +67,12 @@ class DaemonState:
         self.config = config
         self.pool = pool
         self.instance_id = make_instance_id()
-        self.started_monotonic = time.monotonic()
+        self.started_ns = time.monotonic_ns()  # uptime in whole nanoseconds: no float rounding
         self.lanes = {lane.value: LaneSlots(lane.value, config.lane(lane), self._lanes_changed)
                       for lane in Lane}
         self.lane_stats = {name: lane.stats for name, lane in self.lanes.items()}  # live views
-        self._lane_figures: orjson.Fragment | None = None
+        self.lane_figures = orjson.Fragment(orjson.dumps(self.lane_stats))
+        """Every lane's figures, encoded once per change: 20 numbers ``status`` need not encode."""
         self.status_view: dict[str, Any] | None = None  # built by the status handler
         self.counters = Counters()
         self.connections: set[Connection] = set()
@@ -84,15 +85,8 @@ class DaemonState:
         # Per-request role check (daemon.access); raises PolicyDenied.
         self.authorize: Callable[[Any, MethodSpec], None] = lambda connection, spec: None
 
-    def lane_figures(self) -> orjson.Fragment:
-        """Every lane's figures, encoded once per change: 20 numbers ``status`` need not re-encode."""
-        figures = self._lane_figures
-        if figures is None:
-            figures = self._lane_figures = orjson.Fragment(orjson.dumps(self.lane_stats))
-        return figures
-
     def _lanes_changed(self) -> None:
-        self._lane_figures = None
+        self.lane_figures = orjson.Fragment(orjson.dumps(self.lane_stats))
 
     def admit(self, connection: Connection) -> RpcError | None:
         """Why a new connection must be refused, or None to accept it."""

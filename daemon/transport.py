@@ -17,13 +17,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import structlog
 
 from daemon.dispatch import CANCEL_CLIENT, CANCEL_DISCONNECT, CANCEL_SHUTDOWN, Dispatcher, reject
 from protocol.envelope import BadRequest, Request, error_reply, frame_parser, result_reply
 from protocol.errors import (InvalidParams, InvalidRequest, RequestCancelled, RpcError,
                              ShuttingDown)
-from protocol.framing import OVERSIZE, LineDecoder, encode, frozen
+from protocol.framing import OVERSIZE, LineDecoder, embedded, encode
 
 if TYPE_CHECKING:
     from daemon.context import CallContext, DaemonState
@@ -102,8 +103,7 @@ class Connection(asyncio.Protocol):
         # they start only while in-flight and write buffer are under their limits.
         self._backlog: deque[Any] = deque()
         self._lingers = False
-        self._cork: list[bytes] | None = None  # replies held while a read is handled
-        self._cork_bytes = 0
+        self._cork: bytearray | None = None  # replies held while a read is handled
 
     # --- lifecycle ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -180,11 +180,16 @@ class Connection(asyncio.Protocol):
         self._arm_partial_timer()
 
     def _start_backlog(self) -> None:
-        """Start queued lines while the in-flight count and write buffer allow it."""
+        """Start queued lines while the in-flight count and write buffer allow it.
+
+        Every request passes through this loop, so the commonest work is done in it:
+        a daemon-local call is answered here, a Podman-bound one gets its task.
+        """
         corking = self._cork is None
         if corking:
-            self._cork = []
-        backlog, on_line = self._backlog, self._on_line
+            self._cork = bytearray()
+        cork = self._cork  # the same object until _uncork, even if a send flushes it
+        backlog, parse, local_calls, send = self._backlog, self._parse, self._local, self.send
         limit = self.config.max_in_flight_per_connection
         try:
             while backlog and not self.closed:
@@ -193,11 +198,25 @@ class Connection(asyncio.Protocol):
                     break
                 line = backlog.popleft()
                 if line is OVERSIZE:
-                    self.send(error_reply(None, InvalidRequest(
+                    send(error_reply(None, InvalidRequest(
                         f"Line exceeds {self.config.max_line_bytes} bytes",
                         {"limit": self.config.max_line_bytes})))
-                elif line and not line.isspace():
-                    on_line(line)
+                    continue
+                item = parse(line)
+                if type(item) is Request:
+                    call = local_calls.get(item.method)
+                    if call is not None:
+                        reply = call(item, self)  # already encoded: corked as send() would
+                        if reply is not None:
+                            cork += reply
+                            if len(cork) >= CORK_BYTES:
+                                self._flush_cork()
+                    else:
+                        self._start_request(item)
+                elif type(item) is list:
+                    self._start(self._run_batch(item), None)
+                elif line.strip():  # a BadRequest; a blank line is skipped, unanswered
+                    send(error_reply(item.id, item.error))
         finally:
             if corking:
                 self._uncork()
@@ -218,25 +237,15 @@ class Connection(asyncio.Protocol):
         self.send(error_reply(None, InvalidRequest("Incomplete line timed out")))
         self.close()
 
-    def _on_line(self, line: bytes) -> None:
-        item = self._parse(line)
-        if type(item) is Request:  # the common case, first
-            local = self._local.get(item.method)
-            if local is not None:
-                reply = self.dispatcher.answer_local(item, self, local)
-                if reply is not None:
-                    self.send(reply)
-            elif item.method == CANCEL_METHOD:
-                self._cancel(item)
-            else:
-                prepared = self._prepare(item)
-                if prepared is not None:
-                    ctx, params = prepared
-                    self._start(self._run_one(ctx, params, item), (item, ctx))
-        elif isinstance(item, list):
-            self._start(self._run_batch(item), None)
-        else:
-            self.send(error_reply(item.id, item.error))  # a BadRequest
+    def _start_request(self, request: Request) -> None:
+        """A request that is not daemon-local: a cancel, or a Podman-bound call's task."""
+        if request.method == CANCEL_METHOD:
+            self._cancel(request)
+            return
+        prepared = self._prepare(request)
+        if prepared is not None:
+            ctx, params = prepared
+            self._start(self._run_one(ctx, params, request), (request, ctx))
 
     def _prepare(self, request: Request) -> tuple[CallContext, Any] | None:
         try:
@@ -296,15 +305,15 @@ class Connection(asyncio.Protocol):
             self.send(reply)
 
     async def _run_batch(self, items: list[Request | BadRequest]) -> None:
-        async def one(item: Request | BadRequest) -> dict[str, Any] | None:
+        async def one(item: Request | BadRequest) -> dict[str, Any] | orjson.Fragment | None:
             if isinstance(item, BadRequest):
                 return error_reply(item.id, item.error)
             if item.method == CANCEL_METHOD:
                 return self._cancel(item, send=False)
-            local = self._local.get(item.method)
-            if local is not None:
-                reply = self.dispatcher.answer_local(item, self, local)
-                return None if reply is None else frozen(reply)  # the batch is sent later
+            call = self._local.get(item.method)
+            if call is not None:
+                line = call(item, self)
+                return None if line is None else embedded(line)
             prepared = self._prepare_quiet(item)
             if isinstance(prepared, dict) or prepared is None:
                 return prepared
@@ -352,19 +361,17 @@ class Connection(asyncio.Protocol):
         """Write one reply or notification as a single line (corked while a read is handled)."""
         cork = self._cork
         if cork is not None:
-            line = encode(message)
-            cork.append(line)
-            self._cork_bytes += len(line)
-            if self._cork_bytes >= CORK_BYTES:
+            cork += encode(message)
+            if len(cork) >= CORK_BYTES:
                 self._flush_cork()  # may pause writing, which stops the backlog loop
         elif self.transport is not None and not self.transport.is_closing():
             self.transport.write(encode(message))
 
     def _flush_cork(self) -> None:
-        if self._cork:
-            data = b"".join(self._cork)
-            self._cork.clear()
-            self._cork_bytes = 0
+        cork = self._cork
+        if cork:
+            data = bytes(cork)  # the transport may keep what it cannot send yet
+            cork.clear()
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.write(data)
 

@@ -72,6 +72,6 @@ def encode(message: Any) -> bytes:
     return orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def frozen(message: Any) -> orjson.Fragment:
-    """Encode now, embed later: for a message that holds live views but is sent afterwards."""
-    return orjson.Fragment(orjson.dumps(message))
+def embedded(line: bytes) -> orjson.Fragment:
+    """An encoded line as a value inside another message (a reply inside a batch's list)."""
+    return orjson.Fragment(line[:-1] if line.endswith(b"\n") else line)

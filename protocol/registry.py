@@ -82,7 +82,7 @@ class MethodSpec:
         if not raw:
             shared = _NO_ARGS.get(self.name)
             if shared is not None:
-                return shared  # frozen and built from immutable defaults: safe to share
+                return shared
         by_name = self._by_name
         for key in raw:
             if key not in by_name:
@@ -95,6 +95,13 @@ class MethodSpec:
             elif spec.required:
                 raise InvalidParams(spec.name, "required")
         return self.params_class(**values)
+
+    def no_args(self) -> Params | None:
+        """What ``validate({})`` returns, where one object can serve every such call.
+
+        It can when every param has an immutable default: the object is frozen.
+        """
+        return _NO_ARGS.get(self.name)
 
     @property
     def _by_name(self) -> dict[str, ParamSpec]:

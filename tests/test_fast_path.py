@@ -179,6 +179,12 @@ SHAPES = [
     {"jsonrpc": "2.0", "id": 6, "method": 7},
     {"jsonrpc": "2.0", "id": 7, "method": "status", "params": [1]},
     {"jsonrpc": "2.0", "id": 8, "method": "status", "x": [[[[[[[[[[[1]]]]]]]]]]]},
+    {"jsonrpc": "2.0", "id": 10, "method": "status", "x": 1},  # a fourth key
+    {"jsonrpc": "2.0", "id": 11, "params": {}},  # three keys, but not the plain three
+    {"jsonrpc": "2.0", "method": "status", "x": [[[[[[[[[[[1]]]]]]]]]]]},
+    {"id": 12, "method": "status", "jsonrpc": 2.0},
+    {"jsonrpc": "2.0", "id": False, "method": "status"},
+    {"jsonrpc": "2.0", "id": {"a": [[[[[[[[[1]]]]]]]]]}, "method": "status"},
     [{"jsonrpc": "2.0", "id": 9, "method": "status"}],
     [],
     7,

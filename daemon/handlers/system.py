@@ -39,7 +39,7 @@ def _status_view(state: DaemonState) -> dict[str, Any]:
         "uptime_s": 0.0,
         "podman": {"socket": state.pool.socket_name, "reachable": None, "version": None},
         "connections": 0,
-        "lanes": state.lane_figures(),
+        "lanes": state.lane_figures,
         "requests": {"served": counters.served, "failed": counters.failed},
         "containers_reaped": 0,
         "draining": False,
@@ -51,17 +51,17 @@ def status(state: DaemonState, params: m.Status) -> dict[str, Any]:
     """Refreshes the daemon's one status dict in place and returns it.
 
     Safe because a local reply is encoded before anything else runs (see
-    ``Dispatcher.answer_local``); building a fresh dict per call was most of its cost.
+    ``Dispatcher.local``); building a fresh dict per call was most of its cost.
     """
     view = state.status_view
     if view is None:
         view = state.status_view = _status_view(state)
-    view["uptime_s"] = int((time.monotonic() - state.started_monotonic) * 1000) / 1000
+    view["uptime_s"] = (time.monotonic_ns() - state.started_ns) // 1_000_000 / 1000  # to the ms
     podman = view["podman"]
     podman["reachable"] = state.pool.reachable
     podman["version"] = state.podman_version
     view["connections"] = len(state.connections)
-    view["lanes"] = state.lane_figures()
+    view["lanes"] = state.lane_figures
     view["containers_reaped"] = state.counters.reaped
     view["draining"] = state.draining
     return view
