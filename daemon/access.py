@@ -170,4 +170,5 @@ def install(state: Any, config: AccessConfig, listener: socket.socket) -> Access
     control = AccessControl(config, socket_group(listener))
     state.access_check = control.check
     state.authorize = control.authorize
+    state.role_free = READ_METHODS
     return control

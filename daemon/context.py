@@ -17,7 +17,7 @@ from daemon.lanes import Lane as LaneSlots
 from daemon.podman_pool import PodmanPool
 from protocol.envelope import PROTOCOL_VERSION
 from protocol.errors import Overloaded, RpcError, ShuttingDown
-from protocol.registry import Lane, MethodSpec
+from protocol.registry import METHODS, Lane, MethodSpec
 
 if TYPE_CHECKING:
     from daemon.transport import Connection
@@ -71,22 +71,67 @@ class DaemonState:
         self.lanes = {lane.value: LaneSlots(lane.value, config.lane(lane), self._lanes_changed)
                       for lane in Lane}
         self.lane_stats = {name: lane.stats for name, lane in self.lanes.items()}  # live views
-        self.lane_figures = orjson.Fragment(orjson.dumps(self.lane_stats))
-        """Every lane's figures, encoded once per change: 20 numbers ``status`` need not encode."""
-        self.status_view: dict[str, Any] | None = None  # built by the status handler
         self.counters = Counters()
         self.connections: set[Connection] = set()
-        self.draining = False
-        self.podman_version: str | None = None
+        self.status_view = self._status_view()
         self.active_containers: set[str] = set()
         self.background: set[asyncio.Task[Any]] = set()
         self.on_activity: Callable[[], None] = lambda: None
         self.access_check: Callable[[Any], RpcError | None] = lambda peer: None
-        # Per-request role check (daemon.access); raises PolicyDenied.
+        # Per-request role check (daemon.access); raises PolicyDenied. Methods in
+        # role_free pass it for every peer, so callers may skip the call for them.
         self.authorize: Callable[[Any, MethodSpec], None] = lambda connection, spec: None
+        self.role_free: frozenset[str] = frozenset(METHODS)
+
+    # --- what ``status`` reports --------------------------------------------------------
+    # status is polled far more often than any of its figures changes, so each figure
+    # is written into status_view where it changes, and status stamps only the uptime.
+    def _status_view(self) -> dict[str, Any]:
+        counters = self.counters
+        return {
+            "version": DAEMON_VERSION,
+            "protocol_version": PROTOCOL_VERSION,
+            "instance_id": self.instance_id,
+            "uptime_s": 0.0,
+            "podman": self.pool.figures,  # socket, reachable, version: the pool keeps them
+            "connections": 0,
+            "lanes": orjson.Fragment(orjson.dumps(self.lane_stats)),  # 20 numbers, encoded once
+            "requests": {"served": counters.served, "failed": counters.failed},  # live dicts
+            "containers_reaped": 0,
+            "draining": False,
+        }
 
     def _lanes_changed(self) -> None:
-        self.lane_figures = orjson.Fragment(orjson.dumps(self.lane_stats))
+        self.status_view["lanes"] = orjson.Fragment(orjson.dumps(self.lane_stats))
+
+    @property
+    def draining(self) -> bool:
+        """Shutting down: new connections and Podman-bound calls are refused."""
+        return self.status_view["draining"]  # type: ignore[no-any-return]
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.status_view["draining"] = value
+
+    @property
+    def podman_version(self) -> str | None:
+        return self.pool.figures["version"]  # type: ignore[no-any-return]
+
+    @podman_version.setter
+    def podman_version(self, version: str | None) -> None:
+        self.pool.figures["version"] = version
+
+    def connection_opened(self, connection: Connection) -> None:
+        self.connections.add(connection)
+        self.status_view["connections"] = len(self.connections)
+
+    def connection_closed(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+        self.status_view["connections"] = len(self.connections)
+
+    def container_reaped(self) -> None:
+        self.counters.reaped += 1
+        self.status_view["containers_reaped"] = self.counters.reaped
 
     def admit(self, connection: Connection) -> RpcError | None:
         """Why a new connection must be refused, or None to accept it."""

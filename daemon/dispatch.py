@@ -20,10 +20,10 @@ import structlog
 
 from daemon.context import CallContext, DaemonState
 from daemon.handlers import Handler, LocalHandler, is_local
-from protocol.envelope import Request, error_reply, result_reply
-from protocol.framing import encode
+from protocol.envelope import Request, error_reply, result_line, result_reply
 from protocol.errors import (InternalError, MethodNotFound, RequestCancelled, RpcError,
                              ShuttingDown, Timeout)
+from protocol.framing import encode
 from protocol.registry import METHODS, Lane, MethodSpec
 
 if TYPE_CHECKING:
@@ -67,7 +67,8 @@ class Dispatcher:
             started = time.perf_counter() if log_local else 0.0
             raw = request.params
             try:
-                state.authorize(connection, spec)
+                if name not in state.role_free:
+                    state.authorize(connection, spec)
                 result = handler(state, validate(raw) if raw or no_args is None else no_args)
             except RpcError as error:
                 reply = reject(request, error, connection)
@@ -86,7 +87,7 @@ class Dispatcher:
                 # life, and the connection's close restarts the idle period.
                 if request.notification:
                     return None
-                return encode(result_reply(request.id, result))
+                return result_line(request.id, result)
             return None if reply is None else encode(reply)
 
         return call

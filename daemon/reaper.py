@@ -147,7 +147,7 @@ class Reaper:
             log.warning("reap failed", container_id=container_id[:12], reason=reason,
                         error=error.message)
             return False
-        self.state.counters.reaped += 1
+        self.state.container_reaped()
         log.info("reaped container", container_id=container_id[:12],
                  name=(attrs.get("Names") or [None])[0], reason=reason, state=state_name,
                  instance=labels.get(INSTANCE), request=labels.get(REQUEST))

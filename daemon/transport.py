@@ -115,7 +115,7 @@ class Connection(asyncio.Protocol):
             self.closed = True
             self._refuse(self.transport)  # type: ignore[arg-type]
             return
-        self.state.connections.add(self)
+        self.state.connection_opened(self)
         self.transport.set_write_buffer_limits(high=self.config.write_buffer_high)  # type: ignore[union-attr]
         self.state.on_activity()
 
@@ -134,7 +134,7 @@ class Connection(asyncio.Protocol):
             Connection._lingering -= 1
             self._lingers = False
         self.closed = True
-        self.state.connections.discard(self)
+        self.state.connection_closed(self)
         for timer in (self._partial_timer, self._write_timer, self._hangup_timer):
             if timer is not None:
                 timer.cancel()

@@ -11,7 +11,9 @@ from typing import Any, Callable, Union
 import orjson
 
 from protocol.errors import InvalidParams, InvalidRequest, ParseError, RpcError
+from protocol.framing import LINE_OPTION
 
+_dumps = orjson.dumps
 PROTOCOL_VERSION = "1.0"
 _MISSING = object()
 _COMMON_ID_TYPES = (int, str)  # checked by exact type first: bool is an int, but not this type
@@ -150,6 +152,11 @@ def parse_request(value: Any, max_params_bytes: int | None = None) -> Request | 
 
 def result_reply(request_id: Any, result: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def result_line(request_id: Any, result: Any) -> bytes:
+    """``encode(result_reply(...))`` in one call: the daemon-local path's per-line cost."""
+    return _dumps({"jsonrpc": "2.0", "id": request_id, "result": result}, option=LINE_OPTION)
 
 
 def error_reply(request_id: Any, error: RpcError) -> dict[str, Any]:

@@ -67,9 +67,13 @@ class LineDecoder:
         return out
 
 
+LINE_OPTION: Final = orjson.OPT_APPEND_NEWLINE
+"""orjson's option for one message per line: it escapes every newline inside strings."""
+
+
 def encode(message: Any) -> bytes:
-    """One JSON value on one line; orjson escapes every newline inside strings."""
-    return orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE)
+    """One JSON value on one line."""
+    return orjson.dumps(message, option=LINE_OPTION)
 
 
 def embedded(line: bytes) -> orjson.Fragment:

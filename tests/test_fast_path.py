@@ -238,3 +238,46 @@ def test_status_sees_every_lane_change_through_its_encoded_figures() -> None:
     assert [s["in_flight"] for s in seen] == [0, 1, 2, 1, 0]
     assert seen[0] == {"in_flight": 0, "queued": 0, "cap": state.config.lane(Lane.RUN).cap,
                        "queue_limit": state.config.lane(Lane.RUN).queue}
+
+
+def test_status_sees_every_figure_its_owner_changes() -> None:
+    """status stamps only the uptime; every other figure is written where it changes."""
+    state = _offline_state()
+    call = Dispatcher(state, load_handlers()).local["status"]
+    request = parse_frame(line("status", 1))
+    assert isinstance(request, Request)
+
+    def status() -> dict[str, Any]:
+        return orjson.loads(call(request, None))["result"]  # type: ignore[no-any-return]
+
+    async def change_each_figure() -> list[dict[str, Any]]:
+        seen = [status()]
+        first, second = Connection(state, Dispatcher(state, load_handlers())), None
+        first.connection_made(RecordingTransport(first))
+        second = Connection(state, Dispatcher(state, load_handlers()))
+        second.connection_made(RecordingTransport(second))
+        seen.append(status())
+        first.connection_lost(None)
+        state.pool.reachable = True  # as a worker thread records a call Podman answered
+        state.podman_version = "4.3.1"
+        state.container_reaped()
+        state.container_reaped()
+        seen.append(status())
+        state.draining = True
+        await asyncio.sleep(0.002)
+        seen.append(status())
+        second.connection_lost(None)
+        return seen
+
+    try:
+        before, two_open, changed, draining = asyncio.run(change_each_figure())
+    finally:
+        state.pool.close()
+    assert (before["connections"], two_open["connections"], changed["connections"]) == (0, 2, 1)
+    assert before["podman"] == {"socket": str(NOWHERE), "reachable": None, "version": None}
+    assert changed["podman"] == {"socket": str(NOWHERE), "reachable": True, "version": "4.3.1"}
+    assert (before["containers_reaped"], changed["containers_reaped"]) == (0, 2)
+    assert (changed["draining"], draining["draining"]) == (False, True)
+    assert draining["uptime_s"] > before["uptime_s"]
+    assert draining["requests"]["served"]["status"] == 4  # live: each call counts itself
+    assert state.draining and state.podman_version == "4.3.1" and state.pool.reachable
