@@ -6,7 +6,8 @@ Each step runs alone many times on uvloop (best of several rounds, process CPU
 time, so other load on the machine matters less), then whole requests go
 through a real ``Connection`` with a fake transport (no syscalls) at log level
 info and warning. The log line goes to a temporary file, as a daemon's stderr
-would under systemd or the test rig. No Podman is needed.
+would under systemd or the test rig. The process takes the daemon's heap settings
+(daemon/heap.py), as the daemon and the bench's line server do. No Podman is needed.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ async def measure(calls: int, rounds: int, level: str,
     rows = [] if whole_only else [
         ("frame_parser(...)(line), as the daemon parses: orjson.loads + envelope checks",
          _best(rounds, calls, lambda: parse_line(line))),
-        ("Dispatcher.local[\"status\"]: the whole daemon-local call",
+        ("Dispatcher.local[\"status\"]: the whole daemon-local call, reply encoded",
          _best(rounds, calls, lambda: dispatcher.local["status"](request, None))),
         ("Dispatcher.prepare(ping): lookup, validate, deadline, CallContext",
          _best(rounds, calls, lambda: dispatcher.prepare(ping_request, None))),
@@ -200,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--level", default="info", help=argparse.SUPPRESS)
     parser.add_argument("--whole-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    from daemon.heap import keep_freed_heap
+
+    keep_freed_heap()  # as the daemon and the line server both run: it decides their large buffers
     out = sys.stdout
     log_file = tempfile.NamedTemporaryFile(prefix="prpc-profile-", suffix=".log")
     saved_stderr = os.dup(2)

@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 import orjson
 import pytest
 
 from daemon.access import (READ, RUN, AccessConfig, AccessControl, access_from_mapping,
-                           peer_groups)
+                           install, peer_groups)
 from daemon.transport import Peer
 from protocol.errors import PolicyDenied
 from protocol.registry import METHODS
@@ -77,6 +79,22 @@ def test_read_role_may_call_exactly_the_read_methods() -> None:
             assert denied.data["rule"] == "role" and denied.data["method"] == name
     assert allowed == {"ping", "version", "info", "images", "exists", "inspect", "ps", "logs",
                        "status", "rpc.discover"}
+
+
+def test_role_free_methods_are_exactly_what_the_weakest_role_may_call() -> None:
+    """Callers skip the role check for ``state.role_free``: that must never let a call by."""
+    state = SimpleNamespace()
+    with socket.socket(socket.AF_UNIX) as listener:
+        control = install(state, AccessConfig(default_role=READ), listener)
+    weakest = _FakeConnection(Peer(2 ** 22 + 3, 1000, 1000))
+    passes = set()
+    for name, spec in METHODS.items():
+        try:
+            control.authorize(weakest, spec)  # type: ignore[arg-type]
+            passes.add(name)
+        except PolicyDenied:
+            pass
+    assert state.role_free == passes and state.authorize == control.authorize
 
 
 def test_config_resolves_names_and_rejects_bad_values() -> None:

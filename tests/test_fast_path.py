@@ -24,6 +24,7 @@ from daemon.podman_pool import PodmanPool
 from daemon.transport import Connection
 from protocol import methods as m
 from protocol.envelope import Request, frame_parser, parse_frame
+from protocol.errors import PolicyDenied
 from protocol.registry import METHODS, Lane
 from tests.rig.transport import RecordingTransport
 
@@ -281,3 +282,24 @@ def test_status_sees_every_figure_its_owner_changes() -> None:
     assert draining["uptime_s"] > before["uptime_s"]
     assert draining["requests"]["served"]["status"] == 4  # live: each call counts itself
     assert state.draining and state.podman_version == "4.3.1" and state.pool.reachable
+
+
+def test_a_local_call_checks_the_role_unless_the_method_is_role_free() -> None:
+    state = _offline_state()
+    checked: list[str] = []
+
+    def deny(connection: Any, spec: Any) -> None:
+        checked.append(spec.name)
+        raise PolicyDenied("no", {"rule": "role"})
+
+    state.authorize = deny
+    call = Dispatcher(state, load_handlers()).local["status"]
+    request = parse_frame(line("status", 1))
+    try:
+        state.role_free = frozenset({"status"})
+        assert "result" in orjson.loads(call(request, None)) and checked == []
+        state.role_free = frozenset()
+        assert orjson.loads(call(request, None))["error"]["code"] == PolicyDenied.code
+        assert checked == ["status"]
+    finally:
+        state.pool.close()
