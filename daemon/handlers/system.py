@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from daemon.context import DAEMON_VERSION, PROTOCOL_VERSION, CallContext, DaemonState
+from daemon.context import DAEMON_VERSION, CallContext, DaemonState
 from daemon.handlers import implements
 from daemon.handlers.templates import render
 from protocol import methods as m
