@@ -6,8 +6,8 @@ the client is gone) no reply at all.
 Daemon-local methods (``status``, ``rpc.discover``) are answered by their
 :attr:`Dispatcher.local` call instead: they do no I/O, so they need no task,
 deadline or lane, and their successes are logged at debug level (a health check
-polled thousands of times a second must not flood the log; ``status`` counts them). Their failures, and
-every Podman-bound request, are logged at info.
+polled thousands of times a second must not flood the log; ``status`` counts
+them). Their failures, and every Podman-bound request, are logged at info.
 """
 
 from __future__ import annotations
@@ -169,4 +169,5 @@ def reject(request: Request, error: RpcError, connection: Connection | None) -> 
     return None if request.notification else error_reply(request.id, error)
 
 
-__all__ = ["Dispatcher", "LocalCall", "reject", "CANCEL_CLIENT", "CANCEL_DISCONNECT", "CANCEL_SHUTDOWN"]
+__all__ = ["Dispatcher", "LocalCall", "reject", "CANCEL_CLIENT", "CANCEL_DISCONNECT",
+           "CANCEL_SHUTDOWN"]

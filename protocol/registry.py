@@ -80,7 +80,7 @@ class MethodSpec:
     def validate(self, raw: dict[str, Any]) -> Params:
         """Build the params object, or raise InvalidParams naming the field."""
         if not raw:
-            shared = _NO_ARGS.get(self.name)
+            shared = self.no_args()
             if shared is not None:
                 return shared
         by_name = self._by_name
