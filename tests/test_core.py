@@ -214,27 +214,35 @@ def test_embedded_podman_when_none_answers(make_daemon, tmp_path: Path) -> None:
         status = conn.call("status")
     embedded_socket = Path(status["podman"]["socket"])
     assert embedded_socket != daemon.podman_socket and embedded_socket.is_relative_to(daemon.directory)
-    (service_pid,) = _pids_with_arg(f"unix://{embedded_socket}")
+    daemon_pid = daemon.process.pid
+    (service_pid,) = _pids_with_arg(f"unix://{embedded_socket}", parent=daemon_pid)
     os.kill(service_pid, signal.SIGKILL)  # the supervisor must bring it back
     with daemon.connect() as conn:
         until = time.monotonic() + 60
         while conn.request("ping").get("result") != "Pong":
             assert time.monotonic() < until, daemon.log()
             time.sleep(0.2)
-    (restarted_pid,) = _pids_with_arg(f"unix://{embedded_socket}")
+    (restarted_pid,) = _pids_with_arg(f"unix://{embedded_socket}", parent=daemon_pid)
     assert restarted_pid != service_pid
     assert daemon.terminate() == 0
     assert _pids_with_arg(f"unix://{embedded_socket}") == []
     assert not embedded_socket.exists() or not _answers(embedded_socket)
 
 
-def _pids_with_arg(arg: str) -> list[int]:
+def _pids_with_arg(arg: str, parent: int | None = None) -> list[int]:
+    """Processes with ``arg`` on their command line (only ``parent``'s children, if given).
+
+    Podman forks helpers (the OCI runtime, conmon), and until a fork execs, the child
+    shows Podman's own command line: only the daemon's child is the supervised service.
+    """
     pids = []
     for entry in Path("/proc").iterdir():
         try:
             if entry.name.isdigit() and arg.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
-                pids.append(int(entry.name))
-        except OSError:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if parent is None or ppid == parent:
+                    pids.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
             continue
     return pids
 
