@@ -53,11 +53,10 @@ def instance_alive(instance_id: str) -> bool:
 
 @dataclass
 class Counters:
-    """Requests served and failed by method, and containers reaped."""
+    """Requests served and failed by method (containers reaped: ``DaemonState.status_view``)."""
 
     served: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     failed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    reaped: int = 0
 
 
 class DaemonState:
@@ -95,14 +94,18 @@ class DaemonState:
             "uptime_s": 0.0,
             "podman": self.pool.figures,  # socket, reachable, version: the pool keeps them
             "connections": 0,
-            "lanes": orjson.Fragment(orjson.dumps(self.lane_stats)),  # 20 numbers, encoded once
+            "lanes": self._encoded_lanes(),
             "requests": {"served": counters.served, "failed": counters.failed},  # live dicts
             "containers_reaped": 0,
             "draining": False,
         }
 
+    def _encoded_lanes(self) -> orjson.Fragment:
+        """Every lane's figures, 20 numbers encoded once per change instead of per call."""
+        return orjson.Fragment(orjson.dumps(self.lane_stats))
+
     def _lanes_changed(self) -> None:
-        self.status_view["lanes"] = orjson.Fragment(orjson.dumps(self.lane_stats))
+        self.status_view["lanes"] = self._encoded_lanes()
 
     @property
     def draining(self) -> bool:
@@ -130,8 +133,7 @@ class DaemonState:
         self.status_view["connections"] = len(self.connections)
 
     def container_reaped(self) -> None:
-        self.counters.reaped += 1
-        self.status_view["containers_reaped"] = self.counters.reaped
+        self.status_view["containers_reaped"] += 1
 
     def admit(self, connection: Connection) -> RpcError | None:
         """Why a new connection must be refused, or None to accept it."""
