@@ -1,9 +1,11 @@
 """Who may connect, and what each peer may call.
 
 Identity is the kernel's: uid, gid and pid from ``SO_PEERCRED`` at accept, plus
-the peer's supplementary groups. Admission is decided once, before any byte is
-read; the role (``read`` or ``run``) is enforced per request from the single
-hook the Dispatcher calls, so batches and single calls cannot differ.
+the peer's supplementary groups. Admission and the peer's role are decided
+once, before any byte is read; the role (``read`` < ``run`` < ``admin``) is
+checked per request against the method's declared role (``protocol.methods``)
+from the single hook the Dispatcher calls, so batches and single calls cannot
+differ. uid 0 is ``admin`` unless ``uid_roles`` says otherwise.
 """
 
 from __future__ import annotations
@@ -19,17 +21,17 @@ from typing import TYPE_CHECKING, Any, Mapping
 import structlog
 
 from protocol.errors import PolicyDenied, RpcError
-from protocol.registry import MethodSpec
+from protocol.registry import METHODS, MethodSpec, Role
 
 if TYPE_CHECKING:
     from daemon.transport import Connection, Peer
 
 log = structlog.get_logger("podman_rpc.access")
 
-READ, RUN = "read", "run"
-ROLES = (READ, RUN)
-READ_METHODS = frozenset({"ping", "version", "info", "images", "exists", "inspect", "ps",
-                          "logs", "status", "rpc.discover"})
+READ, RUN, ADMIN = Role.READ, Role.RUN, Role.ADMIN
+ROLES = tuple(Role)
+ROLE_FREE = frozenset(name for name, spec in METHODS.items() if spec.role is Role.READ)
+"""What the weakest role may call: no peer needs a role check for these."""
 
 
 def _uid(value: int | str) -> int:
@@ -50,10 +52,12 @@ def _gid(value: int | str) -> int:
         raise ValueError(f"[daemon.access] unknown group {value!r}") from None
 
 
-def _role(value: Any) -> str:
-    if value not in ROLES:
-        raise ValueError(f"[daemon.access] role must be 'read' or 'run', not {value!r}")
-    return str(value)
+def _role(value: Any) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise ValueError(f"[daemon.access] role must be 'read', 'run' or 'admin', "
+                         f"not {value!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +69,9 @@ class AccessConfig:
 
     allow_uids: tuple[int, ...] = (0,)
     allow_groups: tuple[int, ...] | None = None
-    uid_roles: Mapping[int, str] = field(default_factory=dict)
-    group_roles: Mapping[int, str] = field(default_factory=dict)
-    default_role: str = RUN
+    uid_roles: Mapping[int, Role] = field(default_factory=dict)
+    group_roles: Mapping[int, Role] = field(default_factory=dict)
+    default_role: Role = RUN
 
 
 def access_from_mapping(raw: Mapping[str, Any]) -> AccessConfig:
@@ -141,28 +145,38 @@ class AccessControl:
         return PolicyDenied(f"Connection refused: uid {peer.uid} is not allowed",
                             {"rule": "connect", "uid": peer.uid})
 
-    def role_of(self, peer: Peer) -> str:
-        """The uid's own role, else the strongest role of its groups, else the default."""
+    def role_of(self, peer: Peer) -> Role:
+        """The uid's own role, else admin for uid 0, else the strongest role of its
+        groups, else the default."""
         if peer.uid in self.config.uid_roles:
             return self.config.uid_roles[peer.uid]
-        found = {self.config.group_roles[g] for g in peer_groups(peer)
-                 if g in self.config.group_roles}
+        if peer.uid == 0:
+            return ADMIN
+        found = [self.config.group_roles[g] for g in peer_groups(peer)
+                 if g in self.config.group_roles]
         if found:
-            return RUN if RUN in found else READ
+            return max(found, key=lambda role: role.rank)
         return self.config.default_role
 
-    def authorize(self, connection: Connection | None, spec: MethodSpec) -> None:
-        """Raise PolicyDenied if this connection's role may not call ``spec``."""
-        if connection is None or spec.name in READ_METHODS:
-            return
+    def connection_role(self, connection: Connection | None) -> Role:
+        """The role of a connection, decided once; in-process calls (no connection) are admin."""
+        if connection is None:
+            return ADMIN
         role = self._roles.get(connection)
         if role is None:
             peer = connection.peer
             role = self.role_of(peer) if peer is not None else READ
             self._roles[connection] = role
-        if role != RUN:
-            raise PolicyDenied(f"Method {spec.name} needs the 'run' role; this peer has "
-                               f"'{role}'", {"rule": "role", "role": role, "method": spec.name})
+        return role
+
+    def authorize(self, connection: Connection | None, spec: MethodSpec) -> None:
+        """Raise PolicyDenied if this connection's role may not call ``spec``."""
+        role = self.connection_role(connection)
+        if not role.allows(spec.role):
+            raise PolicyDenied(f"Method {spec.name} needs the '{spec.role.value}' role; this "
+                               f"peer has '{role.value}'",
+                               {"rule": "role", "role": role.value, "method": spec.name,
+                                "needs": spec.role.value})
 
 
 def install(state: Any, config: AccessConfig, listener: socket.socket) -> AccessControl:
@@ -170,5 +184,6 @@ def install(state: Any, config: AccessConfig, listener: socket.socket) -> Access
     control = AccessControl(config, socket_group(listener))
     state.access_check = control.check
     state.authorize = control.authorize
-    state.role_free = READ_METHODS
+    state.role_of_connection = control.connection_role
+    state.role_free = ROLE_FREE
     return control

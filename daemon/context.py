@@ -17,7 +17,7 @@ from daemon.lanes import Lane as LaneSlots
 from daemon.podman_pool import PodmanPool
 from protocol.envelope import PROTOCOL_VERSION
 from protocol.errors import Overloaded, RpcError, ShuttingDown
-from protocol.registry import METHODS, Lane, MethodSpec
+from protocol.registry import METHODS, Lane, MethodSpec, Role
 
 if TYPE_CHECKING:
     from daemon.transport import Connection
@@ -81,6 +81,8 @@ class DaemonState:
         # role_free pass it for every peer, so callers may skip the call for them.
         self.authorize: Callable[[Any, MethodSpec], None] = lambda connection, spec: None
         self.role_free: frozenset[str] = frozenset(METHODS)
+        # The connection's role (daemon.access); without access control everyone is admin.
+        self.role_of_connection: Callable[[Any], Role] = lambda connection: Role.ADMIN
 
     # --- what ``status`` reports --------------------------------------------------------
     # status is polled far more often than any of its figures changes, so each figure
@@ -183,6 +185,22 @@ class CallContext:
     @property
     def config(self) -> Config:
         return self.state.config
+
+    @property
+    def peer_uid(self) -> int:
+        """The uid that owns what this call creates (0 for an in-process call)."""
+        connection = self.connection
+        peer = connection.peer if connection is not None else None
+        return peer.uid if peer is not None else 0
+
+    @property
+    def role(self) -> Role:
+        return self.state.role_of_connection(self.connection)
+
+    @property
+    def is_admin(self) -> bool:
+        """Trusted: sees and acts on every container and image, whoever created it."""
+        return self.role is Role.ADMIN
 
     def remaining(self) -> float:
         return self.deadline - asyncio.get_running_loop().time()

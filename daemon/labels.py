@@ -8,12 +8,14 @@ INSTANCE = "io.podman-rpc.instance"
 REQUEST = "io.podman-rpc.request"
 DEADLINE = "io.podman-rpc.deadline"  # Unix time (seconds, float as text) after which it must be gone
 AUTO_REMOVE = "io.podman-rpc.auto-remove"  # "true" when nobody will collect the result
+OWNER_UID = "io.podman-rpc.uid"  # the creating peer's uid, on containers and built images
 
 
 def container_labels(instance_id: str, request_id: object, deadline_unix: float,
-                     auto_remove: bool) -> dict[str, str]:
+                     auto_remove: bool, owner_uid: int) -> dict[str, str]:
     return {
         OWNER: OWNER_VALUE,
+        OWNER_UID: str(owner_uid),
         INSTANCE: instance_id,
         REQUEST: str(request_id)[:200],
         DEADLINE: f"{deadline_unix:.3f}",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypedDict
 
-from protocol.registry import Lane, Params, method
+from protocol.registry import Lane, Params, Role, method
 from protocol.schema import Param
 
 Seconds = Annotated[float | None, Param("Lower this call's deadline, in seconds", ge=0.001)]
@@ -16,7 +16,7 @@ Seconds = Annotated[float | None, Param("Lower this call's deadline, in seconds"
 
 # --- daemon and system -------------------------------------------------------------
 
-@method("rpc.discover", lane=Lane.LOCAL, timeout=5, result=dict[str, Any])
+@method("rpc.discover", lane=Lane.LOCAL, timeout=5, result=dict[str, Any], role=Role.READ)
 class Discover(Params):
     """The OpenRPC document: every method, its params, result schema and the error table."""
 
@@ -41,26 +41,26 @@ class StatusResult(TypedDict):
     draining: bool
 
 
-@method("status", lane=Lane.LOCAL, timeout=5, result=StatusResult)
+@method("status", lane=Lane.LOCAL, timeout=5, result=StatusResult, role=Role.READ)
 class Status(Params):
     """The daemon's own state: uptime, Podman reachability, lanes, counters."""
 
 
-@method("ping", lane=Lane.QUERY, timeout=10, result=Literal["Pong"])
+@method("ping", lane=Lane.QUERY, timeout=10, result=Literal["Pong"], role=Role.READ)
 class Ping(Params):
     """Ask Podman whether it answers; the result is "Pong"."""
 
     timeout: Seconds = None
 
 
-@method("version", lane=Lane.QUERY, timeout=10, result=str)
+@method("version", lane=Lane.QUERY, timeout=10, result=str, role=Role.READ)
 class Version(Params):
     """Podman's version string, as the CLI printed it."""
 
     timeout: Seconds = None
 
 
-@method("info", lane=Lane.QUERY, timeout=30, result=Any)
+@method("info", lane=Lane.QUERY, timeout=30, result=Any, role=Role.READ)
 class Info(Params):
     """Podman's info object, or with ``format`` (e.g. "{{.Host.Arch}}") the rendered string."""
 
@@ -78,7 +78,7 @@ class BuildResult(TypedDict):
     built: bool
 
 
-@method("build", lane=Lane.BUILD, timeout=600, result=BuildResult)
+@method("build", lane=Lane.BUILD, timeout=600, result=BuildResult, role=Role.RUN)
 class Build(Params):
     """Build an image from a Dockerfile in a directory on the daemon's host.
 
@@ -104,7 +104,7 @@ class ImageSummary(TypedDict):
     digest: str | None
 
 
-@method("images", lane=Lane.QUERY, timeout=30, result=list[ImageSummary])
+@method("images", lane=Lane.QUERY, timeout=30, result=list[ImageSummary], role=Role.READ)
 class Images(Params):
     """List images."""
 
@@ -112,7 +112,7 @@ class Images(Params):
     timeout: Seconds = None
 
 
-@method("exists", lane=Lane.QUERY, timeout=10, result=bool)
+@method("exists", lane=Lane.QUERY, timeout=10, result=bool, role=Role.READ)
 class Exists(Params):
     """Whether an image exists locally."""
 
@@ -120,7 +120,7 @@ class Exists(Params):
     timeout: Seconds = None
 
 
-@method("inspect", lane=Lane.QUERY, timeout=10, result=Any)
+@method("inspect", lane=Lane.QUERY, timeout=10, result=Any, role=Role.READ)
 class Inspect(Params):
     """An image's inspect object, or with ``format`` (e.g. "{{.Size}}") the rendered string."""
 
@@ -134,7 +134,7 @@ class RmiResult(TypedDict):
     message: str
 
 
-@method("rmi", lane=Lane.QUERY, timeout=60, result=RmiResult)
+@method("rmi", lane=Lane.QUERY, timeout=60, result=RmiResult, role=Role.RUN)
 class Rmi(Params):
     """Remove an image."""
 
@@ -149,9 +149,9 @@ class PruneResult(TypedDict):
     message: str
 
 
-@method("prune", lane=Lane.BUILD, timeout=300, result=PruneResult)
+@method("prune", lane=Lane.BUILD, timeout=300, result=PruneResult, role=Role.ADMIN)
 class Prune(Params):
-    """Remove unused (dangling) images."""
+    """Remove unused (dangling) images, whoever made them: admin only."""
 
     timeout: Seconds = None
 
@@ -161,7 +161,7 @@ class PullResult(TypedDict):
     image_id: str
 
 
-@method("pull", lane=Lane.BUILD, timeout=600, result=PullResult)
+@method("pull", lane=Lane.BUILD, timeout=600, result=PullResult, role=Role.RUN)
 class Pull(Params):
     """Pull an image from a registry."""
 
@@ -185,7 +185,8 @@ class RunResult(TypedDict):
     truncated: bool
 
 
-@method("run", lane=Lane.RUN, timeout=5, result=RunResult, timeout_is_work=True)
+@method("run", lane=Lane.RUN, timeout=5, result=RunResult, timeout_is_work=True,
+        role=Role.RUN)
 class Run(Params):
     """Create, start and wait for a container within ``timeout``; return its output.
 
@@ -223,7 +224,7 @@ class ContainerSummary(TypedDict):
     created: str
 
 
-@method("ps", lane=Lane.QUERY, timeout=10, result=list[ContainerSummary])
+@method("ps", lane=Lane.QUERY, timeout=10, result=list[ContainerSummary], role=Role.READ)
 class Ps(Params):
     """List containers (running only unless ``all``)."""
 
@@ -236,7 +237,7 @@ class ContainerMessage(TypedDict):
     message: str
 
 
-@method("kill", lane=Lane.QUERY, timeout=10, result=ContainerMessage)
+@method("kill", lane=Lane.QUERY, timeout=10, result=ContainerMessage, role=Role.RUN)
 class Kill(Params):
     """Send a signal to a running container."""
 
@@ -245,7 +246,7 @@ class Kill(Params):
     timeout: Seconds = None
 
 
-@method("rm", lane=Lane.QUERY, timeout=30, result=ContainerMessage)
+@method("rm", lane=Lane.QUERY, timeout=30, result=ContainerMessage, role=Role.RUN)
 class Rm(Params):
     """Remove a container."""
 
@@ -260,7 +261,7 @@ class LogsResult(TypedDict):
     stderr: str
 
 
-@method("logs", lane=Lane.QUERY, timeout=30, result=LogsResult)
+@method("logs", lane=Lane.QUERY, timeout=30, result=LogsResult, role=Role.READ)
 class Logs(Params):
     """A container's output so far."""
 
@@ -269,7 +270,8 @@ class Logs(Params):
     timeout: Seconds = None
 
 
-@method("stop", lane=Lane.WAIT, timeout=10, result=ContainerMessage, timeout_is_work=True)
+@method("stop", lane=Lane.WAIT, timeout=10, result=ContainerMessage, timeout_is_work=True,
+        role=Role.RUN)
 class Stop(Params):
     """Stop a container: SIGTERM, then SIGKILL after ``timeout`` seconds."""
 
@@ -282,7 +284,8 @@ class WaitResult(TypedDict):
     exit_code: int
 
 
-@method("wait", lane=Lane.WAIT, timeout=60, result=WaitResult, timeout_is_work=True)
+@method("wait", lane=Lane.WAIT, timeout=60, result=WaitResult, timeout_is_work=True,
+        role=Role.RUN)
 class Wait(Params):
     """Wait until a container exits and return its exit code (Timeout if it does not)."""
 

@@ -1,11 +1,11 @@
 """The method registry: each method is declared once, as a params class.
 
-A declaration names the method, its lane, its default deadline and its result
-type; the class's annotated fields are its params. That one declaration drives
+A declaration names the method, its lane, its default deadline, its result
+type and the weakest role that may call it; the class's annotated fields are its params. That one declaration drives
 param validation, daemon dispatch, the typed client methods and ``rpc.discover``
 (the model is asyncvarlink's ``@varlinkmethod``)::
 
-    @method("exists", lane=Lane.QUERY, timeout=10, result=bool)
+    @method("exists", lane=Lane.QUERY, timeout=10, result=bool, role=Role.READ)
     class Exists(Params):
         \"\"\"Whether an image exists.\"\"\"
         name: Annotated[str, Param("Image name or id")]
@@ -33,6 +33,29 @@ class Lane(str, enum.Enum):
     RUN = "run"       # containers that run user code
     WAIT = "wait"     # calls that block on a container (wait, stop)
     BUILD = "build"   # builds and pulls
+
+
+class Role(str, enum.Enum):
+    """Who may call a method: each role may call what the roles below it may.
+
+    ``read`` sees the daemon and images; ``run`` also runs and manages its own
+    containers and images; ``admin`` acts on everything (uid 0 by default).
+    """
+
+    READ = "read"
+    RUN = "run"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return _ROLE_RANK[self]
+
+    def allows(self, needed: Role) -> bool:
+        """True if a peer with this role may call a method that needs ``needed``."""
+        return _ROLE_RANK[self] >= _ROLE_RANK[needed]
+
+
+_ROLE_RANK = {Role.READ: 0, Role.RUN: 1, Role.ADMIN: 2}
 
 
 class Params:
@@ -72,6 +95,7 @@ class MethodSpec:
     timeout: float
     timeout_is_work: bool
     doc: str
+    role: Role = Role.RUN
 
     @property
     def summary(self) -> str:
@@ -130,6 +154,7 @@ class MethodSpec:
             "result": {"name": "result", "schema": json_schema(self.result)},
             "paramStructure": "by-name",
             "x-lane": self.lane.value,
+            "x-role": self.role.value,
             "x-timeout": self.timeout,
         }
 
@@ -140,9 +165,12 @@ METHODS: dict[str, MethodSpec] = {}
 """Every declared method by name, in declaration order."""
 
 
-def method(name: str, *, lane: Lane, timeout: float, result: Any,
+def method(name: str, *, lane: Lane, timeout: float, result: Any, role: Role,
            timeout_is_work: bool = False):
-    """Declare a method: the decorated class's annotated fields are its params."""
+    """Declare a method: the decorated class's annotated fields are its params.
+
+    ``role`` is the weakest role that may call it (``daemon.access`` enforces it).
+    """
 
     def register(cls: type[Params]) -> type[Params]:
         cls = dataclass(frozen=True, kw_only=True, slots=True)(cls)
@@ -155,7 +183,7 @@ def method(name: str, *, lane: Lane, timeout: float, result: Any,
                 field.default if field.default is not _REQUIRED else field.default_factory())
             params.append(ParamSpec(field.name, hints[field.name], meta, required, default))
         spec = MethodSpec(name, cls, tuple(params), result, lane, float(timeout),
-                          timeout_is_work, cls.__doc__ or "")
+                          timeout_is_work, cls.__doc__ or "", role)
         if name in METHODS:
             raise ValueError(f"method {name!r} declared twice")
         METHODS[name] = spec

@@ -11,10 +11,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
+from tests.rig import peer
 from tests.rig.daemon import SESSION_DAEMON_PIDS, DaemonProcess, RawConnection
 from tests.rig.podman import PodmanService, ensure_busybox_image, owned_containers, podman
 
@@ -74,6 +75,15 @@ def make_daemon(rig_dir: Path, podman_service: PodmanService,
     yield make
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def open_daemons(podman_service: PodmanService, busybox: str) -> Iterator[Any]:
+    """Daemons an unprivileged peer can reach (``tests.rig.peer``); stopped after the test."""
+    try:
+        yield from peer.open_daemons(podman_service.socket_path)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -19,13 +19,12 @@ from typing import Any, Iterator
 import orjson
 import pytest
 
-from daemon.access import (READ, RUN, AccessConfig, AccessControl, access_from_mapping,
+from daemon.access import (ADMIN, READ, RUN, AccessConfig, AccessControl, access_from_mapping,
                            install, peer_groups)
 from daemon.transport import Peer
 from protocol.errors import PolicyDenied
 from protocol.registry import METHODS
-from tests.rig.daemon import DaemonProcess
-from tests.rig.podman import PodmanService
+from tests.rig.peer import as_peer, request
 
 NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -86,6 +85,26 @@ def test_read_role_may_call_exactly_the_read_methods() -> None:
                                              "inspect", "ps", "logs", "status", "rpc.discover"}
 
 
+def test_each_role_may_call_what_the_declarations_give_it() -> None:
+    """read < run < admin, and each method's role is its declaration's, nothing kept by hand."""
+    dead_pid = 2 ** 22 + 5
+    control = AccessControl(AccessConfig(allow_uids=(0, 10, 11), uid_roles={10: READ}),
+                            socket_gid=None)
+    by_role = {READ: _FakeConnection(Peer(dead_pid, 10, 10)),
+               RUN: _FakeConnection(Peer(dead_pid, 11, 11)),
+               ADMIN: _FakeConnection(Peer(dead_pid, 0, 0))}
+    for role, connection in by_role.items():
+        assert control.connection_role(connection) is role  # type: ignore[arg-type]
+        expected = {name for name, spec in METHODS.items() if role.allows(spec.role)}
+        assert _allowed(control, connection) == expected
+    assert "prune" not in _allowed(control, by_role[RUN])
+    assert {"run", "build", "rm", "kill"} <= _allowed(control, by_role[RUN])
+    assert _allowed(control, by_role[ADMIN]) == set(METHODS)
+    assert control.connection_role(None) is ADMIN  # an in-process call is the daemon's own
+    demoted = AccessControl(AccessConfig(uid_roles={0: RUN}), socket_gid=None)
+    assert demoted.role_of(Peer(dead_pid, 0, 0)) is RUN  # uid 0 is admin unless configured
+
+
 def test_role_free_methods_are_exactly_what_the_weakest_role_may_call() -> None:
     """Callers skip the role check for ``state.role_free``: that must never let a call by."""
     state = SimpleNamespace()
@@ -102,7 +121,7 @@ def test_config_resolves_names_and_rejects_bad_values() -> None:
                                   "uid_roles": {"nobody": "read"}, "group_roles": {"100": "run"}})
     assert config.allow_uids == (NOBODY, 0, 1000) and config.allow_groups == (65534,)
     assert config.uid_roles == {NOBODY: READ} and config.group_roles == {100: RUN}
-    for bad in ({"allow_uids": ["no-such-user-xyz"]}, {"uid_roles": {"0": "admin"}},
+    for bad in ({"allow_uids": ["no-such-user-xyz"]}, {"uid_roles": {"0": "root"}},
                 {"roles": {}}):
         with pytest.raises(ValueError):
             access_from_mapping(bad)
@@ -110,75 +129,12 @@ def test_config_resolves_names_and_rejects_bad_values() -> None:
 
 # --- live: a real unprivileged peer -------------------------------------------------------
 
-CLIENT = r"""
-import json, socket, sys
-sock = socket.socket(socket.AF_UNIX)
-sock.settimeout(30)
-sock.connect(sys.argv[1])
-requests = json.loads(sys.argv[2])
-replies, buffer = [], b""
-def read_line():
-    global buffer
-    while b"\n" not in buffer:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        buffer += chunk
-    line, buffer = buffer.split(b"\n", 1)
-    return json.loads(line)
-if not requests:  # just listen: what does the daemon say before we speak?
-    while True:
-        reply = read_line()
-        replies.append(reply)
-        if reply is None:
-            break
-for request in requests:
-    sock.sendall(json.dumps(request).encode() + b"\n")
-    replies.append(read_line())
-print(json.dumps(replies))
-"""
+def as_nobody(socket_path: Path, requests: list[Any], groups: str | None = None) -> list[Any]:
+    """Run the rig's client as uid/gid 65534 (and only ``groups``); None meaning EOF."""
+    return as_peer(socket_path, requests, uid=NOBODY, groups=groups)
 
 
-def as_nobody(socket_path: Path, requests: list[dict[str, Any]],
-              groups: str | None = None) -> list[Any]:
-    """Run CLIENT as uid/gid 65534 (and only ``groups``); its replies, None meaning EOF."""
-    group_args = ["--groups", groups] if groups else ["--clear-groups"]
-    done = subprocess.run(
-        ["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), *group_args,
-         SYSTEM_PYTHON, "-c", CLIENT, str(socket_path), json.dumps(requests)],
-        capture_output=True, text=True, timeout=60, cwd="/")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-@pytest.fixture
-def open_daemons(podman_service: PodmanService, busybox: str) -> Iterator[Any]:
-    """Daemons whose directory and socket (0666) other uids can reach."""
-    if shutil.which("setpriv") is None or not os.access(SYSTEM_PYTHON, os.X_OK):
-        pytest.fail("setpriv and /usr/bin/python3 are needed for the peer-credential tests")
-    if os.geteuid() != 0:
-        pytest.fail("the peer-credential tests switch uid and need root")
-    base = Path(tempfile.mkdtemp(prefix="prpc-acc-"))
-    base.chmod(0o711)
-    started: list[DaemonProcess] = []
-
-    def make(access_toml: str = "") -> DaemonProcess:
-        directory = base / f"d{len(started)}"
-        directory.mkdir()
-        directory.chmod(0o711)
-        process = DaemonProcess(directory, podman_service.socket_path,
-                                "socket_mode = 0o666\n" + access_toml)
-        started.append(process)
-        return process.start()
-
-    yield make
-    for process in started:
-        process.stop()
-    shutil.rmtree(base, ignore_errors=True)
-
-
-def _request(method: str, params: dict[str, Any] | None = None, rid: int = 1) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}}
+_request = request
 
 
 @pytest.mark.podman
@@ -214,7 +170,7 @@ def test_read_role_lists_but_cannot_run(open_daemons: Any, busybox: str) -> None
     for denied, method in ((run, "run"), (rm, "rm")):
         assert denied["error"]["code"] == -32003, denied
         assert denied["error"]["data"] == {"kind": "PolicyDenied", "rule": "role", "role": "read",
-                                           "method": method}
+                                           "method": method, "needs": "run"}
     by_id = {reply["id"]: reply for reply in batch}
     assert "result" in by_id[4] and by_id[5]["error"]["data"]["rule"] == "role"
     assert status["result"]["connections"] >= 1  # the connection stayed open throughout

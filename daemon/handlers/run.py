@@ -40,7 +40,7 @@ class Runner:
         self.name = params.name or f"prpc-{uuid.uuid4().hex[:12]}"
         self.deadline_unix = time.time() + params.timeout + ctx.config.podman_kill_margin
         labels = container_labels(ctx.state.instance_id, ctx.request_id, self.deadline_unix,
-                                  params.auto_remove)
+                                  params.auto_remove, ctx.peer_uid)
         # Checked before anything exists in Podman: a bad param creates nothing.
         self.body = create_body(params, name=self.name, labels=labels,
                                 kill_margin=ctx.config.podman_kill_margin)
