@@ -215,7 +215,7 @@ class Connection(asyncio.Protocol):
                         self._start_request(item)
                 elif type(item) is list:
                     self._start(self._run_batch(item), None)
-                elif line.strip():  # a BadRequest; a blank line is skipped, unanswered
+                elif line.strip() and not item.silent:  # a blank line is skipped, unanswered
                     send(error_reply(item.id, item.error))
         finally:
             if corking:
@@ -307,7 +307,7 @@ class Connection(asyncio.Protocol):
     async def _run_batch(self, items: list[Request | BadRequest]) -> None:
         async def one(item: Request | BadRequest) -> dict[str, Any] | orjson.Fragment | None:
             if isinstance(item, BadRequest):
-                return error_reply(item.id, item.error)
+                return None if item.silent else error_reply(item.id, item.error)
             if item.method == CANCEL_METHOD:
                 return self._cancel(item, send=False)
             call = self._local.get(item.method)
@@ -339,7 +339,9 @@ class Connection(asyncio.Protocol):
             return reject(request, error, self)
 
     def _cancel(self, request: Request, send: bool = True) -> dict[str, Any] | None:
-        target = request.params.get("id", ...)
+        params = request.params  # {"id": N}, or [N] by position
+        target = params.get("id", ...) if isinstance(params, dict) else (
+            params[0] if len(params) == 1 else ...)
         if target is ... or isinstance(target, (bool, dict, list)):
             reply = None if request.notification else error_reply(
                 request.id, InvalidParams("id", "expected the id of a request in flight"))

@@ -101,12 +101,17 @@ class MethodSpec:
     def summary(self) -> str:
         return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
 
-    def validate(self, raw: dict[str, Any]) -> Params:
-        """Build the params object, or raise InvalidParams naming the field."""
+    def validate(self, raw: dict[str, Any] | list[Any]) -> Params:
+        """Build the params object, or raise InvalidParams naming the field.
+
+        ``raw`` is by name, or by position (a list, in the declared order).
+        """
         if not raw:
             shared = self.no_args()
             if shared is not None:
                 return shared
+        if isinstance(raw, list):
+            raw = self.by_name(raw)
         by_name = self._by_name
         for key in raw:
             if key not in by_name:
@@ -119,6 +124,17 @@ class MethodSpec:
             elif spec.required:
                 raise InvalidParams(spec.name, "required")
         return self.params_class(**values)
+
+    def by_name(self, values: list[Any]) -> dict[str, Any]:
+        """Params by position, named in the declared order (``rpc.discover``'s order).
+
+        Required params are declared first, so a call may stop after them.
+        """
+        if len(values) > len(self.params):
+            takes = (f"at most {len(self.params)}: " + ", ".join(p.name for p in self.params)
+                     if self.params else "none")
+            raise InvalidParams(f"params[{len(self.params)}]", f"unexpected; {self.name} takes {takes}")
+        return {spec.name: value for spec, value in zip(self.params, values)}
 
     def no_args(self) -> Params | None:
         """What ``validate({})`` returns, where one object can serve every such call.
@@ -152,7 +168,7 @@ class MethodSpec:
             "description": self.doc.strip(),
             "params": [p.describe() for p in self.params],
             "result": {"name": "result", "schema": json_schema(self.result)},
-            "paramStructure": "by-name",
+            "paramStructure": "either",
             "x-lane": self.lane.value,
             "x-role": self.role.value,
             "x-timeout": self.timeout,

@@ -179,6 +179,13 @@ SHAPES = [
     {"id": 5, "method": "status"},
     {"jsonrpc": "2.0", "id": 6, "method": 7},
     {"jsonrpc": "2.0", "id": 7, "method": "status", "params": [1]},
+    {"jsonrpc": "2.0", "id": 13, "method": "status", "params": []},  # as jayson sends
+    {"jsonrpc": "2.0", "id": 14, "method": "ping", "params": [1, 2]},
+    {"jsonrpc": "2.0", "id": 15, "method": "status", "params": "bar"},
+    {"jsonrpc": "2.0", "method": "status", "params": "bar"},
+    {"jsonrpc": "2.0", "method": "status", "params": []},
+    {"jsonrpc": "2.0", "method": "run", "params": ["x" * 80]},  # a notification over the limit
+    {"jsonrpc": "2.0", "id": 16, "method": "run", "params": ["x" * 80]},
     {"jsonrpc": "2.0", "id": 8, "method": "status", "x": [[[[[[[[[[[1]]]]]]]]]]]},
     {"jsonrpc": "2.0", "id": 10, "method": "status", "x": 1},  # a fourth key
     {"jsonrpc": "2.0", "id": 11, "params": {}},  # three keys, but not the plain three
@@ -198,7 +205,8 @@ def _outcome(frame: Any) -> Any:
     if isinstance(frame, Request):
         return ("request", frame.method, frame.params, frame.id, type(frame.id),
                 frame.notification)
-    return ("bad", frame.error.code, frame.error.message, frame.error.data, frame.id)
+    return ("bad", frame.error.code, frame.error.message, frame.error.data, frame.id,
+            frame.silent)
 
 
 @pytest.mark.parametrize("max_depth", [64, 8])  # 8: every line is long enough for a depth check
