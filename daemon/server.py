@@ -16,7 +16,7 @@ from daemon import access
 from daemon.config import Config
 from daemon.context import DAEMON_VERSION, DaemonState
 from daemon.dispatch import CANCEL_SHUTDOWN, Dispatcher
-from daemon.embedded import EmbeddedPodman, podman_answers
+from daemon.embedded import EmbeddedPodman, podman_answers, private_dir
 from daemon.handlers import load_handlers
 from daemon.heartbeat import Heartbeat
 from daemon.idle import IdleTimer, busy_reason
@@ -26,6 +26,7 @@ from daemon.systemd import Notifier, activation_socket
 from daemon.transport import Connection
 
 log = structlog.get_logger("podman_rpc.server")
+PODMAN_WATCH_SECONDS = 2.0
 
 
 class StartupError(Exception):
@@ -60,6 +61,12 @@ def _bind_socket(path: Path, mode: int) -> socket.socket:
     sock.listen(1024)
     sock.setblocking(False)
     return sock
+
+
+def _listening_path(listener: socket.socket, config: Config) -> Path:
+    """The path this daemon answers on (a socket-activated one's too), else the configured one."""
+    name = listener.getsockname() if listener.family == socket.AF_UNIX else ""
+    return Path(name) if isinstance(name, str) and name.startswith("/") else config.socket_path
 
 
 class Server:
@@ -113,14 +120,14 @@ class Server:
         self._owned_socket = self.config.socket_path
         return sock
 
-    async def choose_podman(self) -> Path:
+    async def choose_podman(self, listener: socket.socket) -> Path:
         configured = self.config.podman_socket
         if await asyncio.to_thread(podman_answers, configured):
             return configured
         if self.config.embedded_podman and EmbeddedPodman.available():
             log.info("no podman service answers; starting an embedded one",
                      configured=str(configured))
-            self.embedded = EmbeddedPodman(self.config.runtime_dir)
+            self.embedded = EmbeddedPodman(private_dir(_listening_path(listener, self.config)))
             await self.embedded.start()
             return self.embedded.socket_path
         log.warning("podman service not reachable; requests fail until it is",
@@ -129,10 +136,11 @@ class Server:
 
     async def startup(self) -> None:
         listener = self.choose_socket()
-        podman_socket = await self.choose_podman()
+        podman_socket = await self.choose_podman(listener)
         workers = sum(lane.cap for lane in self.config.lanes.values()) + 4
         pool = PodmanPool(podman_socket, workers, self.config.podman_call_timeout)
         pool.warm_up()
+        pool.watch(PODMAN_WATCH_SECONDS)  # status.podman.reachable as it is, not as it was
         self.state = state = DaemonState(self.config, pool)
         dispatcher = Dispatcher(state, load_handlers())
         access.install(state, self.config.access, listener)  # who may connect, and their role
