@@ -71,3 +71,18 @@ def containers_conf(facts: HostFacts) -> str | None:
                   f"# the host's hard limits: Podman's default of {PODMAN_RLIMIT} is refused here",
                   "default_ulimits = [" + ", ".join(f'"{u}"' for u in ulimits) + "]"]
     return "\n".join(parts) + "\n"
+
+
+def main() -> int:
+    """``python -m daemon.podman_conf``: print what this host needs (nothing if none).
+
+    For a host's own Podman service, save it as a drop-in, e.g.
+    ``/etc/containers/containers.conf.d/podman-rpc.conf``.
+    """
+    text = containers_conf(host_facts())
+    print(text or "# Podman's defaults work on this host: nothing to set", end="" if text else "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
