@@ -39,7 +39,7 @@ stamp="$VENV/.podman-rpc-daemon"  # pip runs again only when pyproject.toml chan
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing podman-rpc and the daemon's packages into $VENV (pip)"
-  "$VENV/bin/python" -m pip install -q -e '.[daemon]' >/dev/null
+  "$VENV/bin/python" -m pip install -qq -e '.[daemon]' >/dev/null
   echo "$want" >"$stamp"
 fi
 
