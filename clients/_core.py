@@ -49,8 +49,9 @@ class ConnectionLost(ConnectionError):
     """The connection closed before the reply came; the next call reconnects."""
 
 
-def encode_request(request_id: Any, method: str, params: dict[str, Any] | None) -> bytes:
-    """One request line; ``params`` is left out when empty, as the transcripts show."""
+def encode_request(request_id: Any, method: str,
+                   params: dict[str, Any] | list[Any] | None) -> bytes:
+    """One request line; ``params`` (by name, or a list by position) is left out when empty."""
     message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
     if params:
         message["params"] = params

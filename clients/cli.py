@@ -7,6 +7,7 @@ it runs: every other command loads the client side alone.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import inspect
 import sys
 from typing import Any, Sequence
@@ -51,16 +52,18 @@ def _call(args: argparse.Namespace) -> int:
     except orjson.JSONDecodeError as exc:
         print(f"podman-rpc call: PARAMS_JSON is not valid JSON: {exc}", file=sys.stderr)
         return 2
-    if params is not None and not isinstance(params, dict):
-        print("podman-rpc call: PARAMS_JSON must be a JSON object", file=sys.stderr)
+    if params is not None and not isinstance(params, (dict, list)):
+        print("podman-rpc call: PARAMS_JSON must be a JSON object (params by name) or array"
+              " (by position)", file=sys.stderr)
         return 2
     follower = None
-    if args.follow:
-        spec = METHODS.get(args.method)
-        if spec is not None and has_progress(spec):
-            params = {**(params or {}), "progress": True}
-        follower = Follower(args.method, sys.stderr)
     try:
+        if args.follow:
+            spec = METHODS.get(args.method)
+            if spec is not None and has_progress(spec):
+                named = spec.by_name(params) if isinstance(params, list) else params or {}
+                params = {**named, "progress": True}
+            follower = Follower(args.method, sys.stderr)
         with _client(args) as client:
             result = client.request(args.method, params,
                                     on_progress=follower.show if follower else None)
@@ -165,7 +168,9 @@ def _compat(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="podman-rpc", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="podman-rpc", description="Run the podman-rpc daemon (serve), or talk to it.")
+    parser.add_argument("--version", action="version", version=f"podman-rpc {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the daemon")
@@ -180,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     socket_help = "daemon socket (default: $PODMAN_RPC_SOCKET or the serve default)"
     call = sub.add_parser("call", help="send one request and print its result")
     call.add_argument("method")
-    call.add_argument("params", nargs="?", help="params as a JSON object")
+    call.add_argument("params", nargs="?",
+                      help="params: a JSON object (by name) or array (by position)")
     call.add_argument("--socket", default=default_socket(), help=socket_help)
     call.add_argument("--follow", action="store_true",
                       help="ask for $/progress and print it on stderr as it comes")
@@ -215,7 +221,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return compat_main(argv[1:], prog="podman-rpc compat")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: the shell's convention, without a traceback
+        print(file=sys.stderr)
+        return 130
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("podman-rpc")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 if __name__ == "__main__":

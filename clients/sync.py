@@ -148,7 +148,7 @@ class Client:
         self.close()
 
     # --- calls --------------------------------------------------------------------
-    def submit(self, method: str, params: dict[str, Any] | None = None, *,
+    def submit(self, method: str, params: dict[str, Any] | list[Any] | None = None, *,
                on_progress: ProgressCallback | None = None) -> Future[Any]:
         """Send a request now; the Future holds its result or its error."""
         request_id = next(self._ids)
@@ -172,7 +172,7 @@ class Client:
         future.session = session  # type: ignore[attr-defined]
         return future
 
-    def request(self, method: str, params: dict[str, Any] | None = None, *,
+    def request(self, method: str, params: dict[str, Any] | list[Any] | None = None, *,
                 on_progress: ProgressCallback | None = None,
                 timeout: float | None = None) -> Any:
         """Send one request and wait for its result; errors raise."""

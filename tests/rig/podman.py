@@ -63,6 +63,7 @@ class PodmanService:
             if self.process.poll() is not None:
                 break
             time.sleep(0.05)
+        self.stop()  # not left running for nobody: a fixture that failed never stops it
         raise RuntimeError(f"podman service did not come up; see {self.directory}/podman-service.log")
 
     def stop(self) -> None:
