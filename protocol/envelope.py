@@ -122,14 +122,14 @@ def _parse_value(value: Any, line: bytes, max_depth: int, max_batch: int,
                 f"Batch of {len(value)} exceeds the limit of {max_batch}", {"limit": max_batch}))
         # Each element is judged alone (the batch is one level), so a notification
         # nested too deep stays unanswered and its neighbours are still served.
-        return [_too_deep(v, max_depth - 1, max_depth) if deep and _depth_exceeds(v, max_depth - 1)
+        return [_too_deep(v, max_depth) if deep and _depth_exceeds(v, max_depth - 1)
                 else parse_request(v, max_params_bytes) for v in value]
     if deep and _depth_exceeds(value, max_depth):
-        return _too_deep(value, max_depth, max_depth)
+        return _too_deep(value, max_depth)
     return parse_request(value, max_params_bytes)
 
 
-def _too_deep(value: Any, depth: int, limit: int) -> BadRequest:
+def _too_deep(value: Any, limit: int) -> BadRequest:
     rid = value.get("id") if isinstance(value, dict) else None  # echo it when we can
     return BadRequest(InvalidRequest(f"JSON nested deeper than {limit} levels", {"limit": limit}),
                       rid if _valid_id(rid) else None, _is_notification(value))

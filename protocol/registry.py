@@ -133,7 +133,8 @@ class MethodSpec:
         if len(values) > len(self.params):
             takes = (f"at most {len(self.params)}: " + ", ".join(p.name for p in self.params)
                      if self.params else "none")
-            raise InvalidParams(f"params[{len(self.params)}]", f"unexpected; {self.name} takes {takes}")
+            raise InvalidParams(f"params[{len(self.params)}]",
+                                f"unexpected; {self.name} takes {takes}")
         return {spec.name: value for spec, value in zip(self.params, values)}
 
     def no_args(self) -> Params | None:

@@ -76,7 +76,8 @@ SHELL = [(where, command, notes) for where, block in blocks("sh")
 
 def test_the_readmes_have_examples_of_each_kind() -> None:
     assert len(SHELL) >= 10 and blocks("python") and blocks("toml")
-    assert {command for where, block in blocks("sh") for command, _ in commands(block)} >= set(NOT_RUN)
+    every = {command for _, block in blocks("sh") for command, _ in commands(block)}
+    assert every >= set(NOT_RUN)  # the two commands are still there, and still skipped
 
 
 @pytest.mark.podman
