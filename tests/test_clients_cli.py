@@ -141,8 +141,9 @@ def test_cli_call_takes_params_by_position_version_and_clean_help(daemon: Daemon
 def test_ctrl_c_on_call_exits_130_without_a_traceback(daemon: DaemonProcess) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     process = subprocess.Popen(
-        [sys.executable, "-m", "clients.cli", "call", "run", "--socket", str(daemon.socket_path),
-         '{"image": "localhost/busybox:latest", "command": ["sleep", "30"], "timeout": 40}'],
+        [sys.executable, "-m", "clients.cli", "call", "run",
+         '{"image": "localhost/busybox:latest", "command": ["sleep", "30"], "timeout": 40}',
+         "--socket", str(daemon.socket_path)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(2)  # the call is in flight
     process.send_signal(signal.SIGINT)
