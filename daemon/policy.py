@@ -75,6 +75,10 @@ class PolicyConfig:
     images: tuple[str, ...] = ("*",)  # fnmatch patterns over the image reference
     allow_fields: tuple[str, ...] = ()  # extra create-body fields to let through unjudged
     protected_paths: tuple[str, ...] = ()  # more paths treated like Podman's storage
+    # builds and pulls (daemon.build_policy)
+    build_roots: tuple[str, ...] = ()  # where a non-admin build context may be (none: admin only)
+    build_networks: tuple[str, ...] = ("none",)  # networks a build's RUN steps may use
+    max_build_context_bytes: int = 1 << 30  # the context tar is cut off past this
 
 
 def policy_from_mapping(raw: Mapping[str, Any]) -> PolicyConfig:
@@ -85,7 +89,7 @@ def policy_from_mapping(raw: Mapping[str, Any]) -> PolicyConfig:
         raise ValueError(f"unknown [daemon.policy] keys: {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key in ("max_memory", "max_memory_swap"):
+        if key in ("max_memory", "max_memory_swap", "max_build_context_bytes"):
             value = parse_size(value)
         elif key == "port_range":
             low, high = (int(v) for v in value)

@@ -92,6 +92,8 @@ class Build(Params):
     platform: Annotated[str | None, Param("Target platform, e.g. linux/amd64")] = None
     no_cache: Annotated[bool, Param("Do not use the build cache")] = False
     force: Annotated[bool, Param("Rebuild even if the tag exists")] = False
+    network: Annotated[str, Param("Network of RUN steps: none, bridge or a network name "
+                                  "(the policy's build_networks)")] = "none"
     progress: Annotated[bool, Param("Stream build log lines as $/progress notifications")] = False
     timeout: Seconds = None
 

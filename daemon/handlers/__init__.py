@@ -48,7 +48,7 @@ def load_handlers() -> dict[str, Handler]:
     """Import every handler module and check that each declared method has a handler."""
     import importlib
 
-    for module in ("system", "images", "containers"):
+    for module in ("system", "images", "build", "containers"):
         try:
             importlib.import_module(f"daemon.handlers.{module}")
         except ModuleNotFoundError as exc:

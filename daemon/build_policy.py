@@ -1,0 +1,114 @@
+"""What a ``build`` may read and reach, and what a ``pull`` may fetch.
+
+A build runs as root on the daemon's host: its context is read by the daemon
+and its RUN steps run where Podman puts them. So the context and the
+Dockerfile are resolved with symlinks followed and must lie under a configured
+build root (``[daemon.policy] build_roots``; an admin may build from anywhere),
+the Dockerfile inside the context. The network of RUN steps is judged against
+``build_networks``. A pull takes a registry reference only: another transport
+(``docker-archive:``, ``oci:``, ``dir:``...) would read files on the host.
+Each denial is ``PolicyDenied`` with ``data.rule``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+import orjson
+
+from daemon.policy import PolicyConfig
+from daemon.policy_rules import deny
+from protocol.errors import InvalidParams
+
+# containers/image transports; "name:rest" with one of these names is not a registry reference.
+TRANSPORTS = frozenset({
+    "docker", "docker-archive", "docker-daemon", "oci", "oci-archive", "dir",
+    "containers-storage", "tarball", "ostree", "sif", "atomic",
+})
+# distribution/reference's grammar: [domain[:port]/]path[:tag][@digest]
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REFERENCE = re.compile(
+    rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
+
+
+@dataclass(frozen=True, slots=True)
+class BuildSource:
+    """A build's context directory (real path) and its Dockerfile relative to it."""
+
+    context: str
+    dockerfile: str
+
+
+def inside(path: str, root: str) -> bool:
+    """``path`` is ``root`` or below it (both already real, absolute paths)."""
+    return os.path.commonpath([path, root]) == root
+
+
+def resolve_source(context: str, file: str, policy: PolicyConfig, is_admin: bool) -> BuildSource:
+    """The context and Dockerfile with symlinks resolved, or the rule they break."""
+    if not os.path.isabs(context):
+        raise InvalidParams("context", "must be an absolute path on the daemon's host")
+    real = os.path.realpath(context)
+    if not is_admin:
+        if not policy.build_roots:
+            raise deny("build_root", "no build roots are configured: only admin may build")
+        if not any(inside(real, os.path.realpath(root)) for root in policy.build_roots):
+            raise deny("build_root", f"context {real[:200]!r} is outside the build roots",
+                       context=real[:200])
+    if not os.path.isdir(real):
+        raise InvalidParams("context", f"not a directory on the daemon's host: {context[:200]}")
+    dockerfile = os.path.realpath(os.path.join(real, file))
+    if dockerfile == real or not inside(dockerfile, real):
+        raise deny("dockerfile", f"the Dockerfile {file[:200]!r} is not inside the context",
+                   file=file[:200])
+    if not os.path.isfile(dockerfile):
+        raise InvalidParams("file", f"no {file[:200]} in {context[:200]}")
+    relative = os.path.relpath(dockerfile, real)
+    if relative.startswith("["):  # libpod would read a JSON list of host paths from it
+        raise deny("dockerfile", "a Dockerfile path may not start with '['", file=file[:200])
+    return BuildSource(real, relative)
+
+
+def build_namespace(network: str, policy: PolicyConfig) -> dict[str, str]:
+    """libpod's ``nsoptions`` and ``networkmode`` for a build's RUN steps.
+
+    Without ``nsoptions`` libpod runs RUN steps in the host's network namespace,
+    so the daemon always sends it.
+    """
+    if network not in policy.build_networks:
+        raise deny("network", f"build network {network[:100]!r} is not allowed",
+                   network=network[:100])
+    option: dict[str, Any] = {"Name": "network"}
+    if network == "none":
+        mode = "NetworkDisabled"
+    elif network == "host":
+        if not policy.allow_host_network:
+            raise deny("host_network", "a build on the host network is not allowed")
+        option["Host"], mode = True, "NetworkEnabled"
+    elif network in ("bridge", "private", "default"):
+        mode = "NetworkEnabled"
+    elif re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", network):
+        option["Path"], mode = network, "NetworkEnabled"  # a named network
+    else:
+        raise InvalidParams("network", f"unknown network {network[:100]!r}")
+    return {"nsoptions": orjson.dumps([option]).decode(), "networkmode": mode}
+
+
+def check_pull_reference(reference: str, policy: PolicyConfig) -> None:
+    """Let a registry reference through if an ``images`` pattern allows it; deny the rest."""
+    head, colon, _ = reference.partition(":")
+    if colon and "/" not in head and head.lower() in TRANSPORTS:
+        raise deny("transport", f"transport {head[:50]!r} is not allowed; pull from a registry",
+                   image=reference[:200])
+    if reference.startswith("/") or "://" in reference or not _REFERENCE.match(reference):
+        raise deny("transport", f"{reference[:200]!r} is not a registry reference",
+                   image=reference[:200])
+    if not any(fnmatchcase(reference, pattern) for pattern in policy.images):
+        raise deny("image", f"image {reference[:200]!r} matches no allowed pattern",
+                   image=reference[:200])

@@ -1,0 +1,206 @@
+"""A build context as a tar stream, read without following a single link.
+
+The daemon reads the context as root, so every name is opened relative to its
+parent directory's descriptor with ``O_NOFOLLOW``: a symlink is sent as a link
+(``COPY`` of it copies the link, never its target), and a file or directory
+swapped for a link while the tar is made is refused by the kernel, not followed.
+The root's descriptor is checked against its resolved path, so a parent
+swapped after ``resolve_source`` cannot move the context elsewhere. Nothing is
+written anywhere: the tar is yielded in chunks for a chunked HTTP body.
+
+``.containerignore``/``.dockerignore`` patterns (fnmatch over the relative
+path, as podman-py applies them) leave entries out; the Dockerfile and the
+ignore file itself are always sent. The tar stops at ``limit`` bytes
+(PolicyDenied ``build_context_size``) and at the build's stop signal.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+import threading
+from fnmatch import fnmatch
+from typing import Iterator
+
+from daemon.build_policy import BuildSource
+from daemon.policy_rules import deny
+from protocol.errors import InvalidParams
+
+CHUNK = 1 << 20
+IGNORE_FILES = (".containerignore", ".dockerignore")
+MAX_IGNORE_BYTES = 256 << 10
+MAX_DEPTH = 128
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO never hangs
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_END = tarfile.NUL * (2 * tarfile.BLOCKSIZE)  # end-of-archive marker
+
+
+class Stopped(Exception):
+    """The build's request ended (cancel, disconnect, deadline, shutdown): stop where we are."""
+
+
+def _header(name: str, st: os.stat_result, kind: bytes, size: int = 0, link: str = "") -> bytes:
+    """One tar header (PAX, so long names fit); owners are not sent, as podman-py does."""
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.linkname = kind, size, link
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.mtime = max(0, int(st.st_mtime))
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+class ContextTar:
+    """One context to send: ``measure()`` sizes it from metadata, ``chunks()`` streams it."""
+
+    def __init__(self, source: BuildSource, limit: int, stop: threading.Event) -> None:
+        self.source = source
+        self.limit = limit
+        self.stop = stop
+        self.total = 0  # bytes of tar counted so far in the current pass
+        self.finished = False  # chunks() yielded the end-of-archive marker
+        self.excludes: list[str] = []
+
+    # --- one walk, shared by both passes ---------------------------------------------------
+    def _open_root(self) -> int:
+        fd = os.open(self.source.context, _OPEN_DIR)
+        if os.readlink(f"/proc/self/fd/{fd}") != self.source.context:
+            os.close(fd)
+            raise deny("build_root", "the context moved while it was being read",
+                       context=self.source.context[:200])
+        return fd
+
+    def _read_ignore(self, root: int) -> list[str]:
+        """The first ignore file's patterns; a link in its place is not followed (ignored)."""
+        for name in IGNORE_FILES:
+            try:
+                fd = os.open(name, _OPEN_FILE, dir_fd=root)
+            except OSError:
+                continue
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue
+                text = os.read(fd, MAX_IGNORE_BYTES).decode("utf-8", "replace")
+            finally:
+                os.close(fd)
+            lines = (line.strip().removeprefix("./").lstrip("/") for line in text.splitlines())
+            return [line for line in lines if line and not line.startswith("#")]
+        return []
+
+    def _excluded(self, rel: str) -> bool:
+        dockerfile = self.source.dockerfile
+        if rel in IGNORE_FILES or rel == dockerfile or dockerfile.startswith(rel + "/"):
+            return False
+        return any(fnmatch(rel, pattern) for pattern in self.excludes)
+
+    def _entries(self, dfd: int, prefix: str,
+                 depth: int = 0) -> Iterator[tuple[str, str, os.stat_result, int]]:
+        """(relative path, name, lstat, parent fd) below ``dfd``, depth first, links not followed."""
+        if depth > MAX_DEPTH:
+            raise InvalidParams("context", f"nested deeper than {MAX_DEPTH} directories")
+        for name in sorted(os.listdir(dfd)):
+            if self.stop.is_set():
+                raise Stopped()
+            rel = prefix + name
+            try:
+                st = os.lstat(name, dir_fd=dfd)
+            except FileNotFoundError:
+                continue
+            if self._excluded(rel):
+                continue
+            yield rel, name, st, dfd
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    sub = os.open(name, _OPEN_DIR, dir_fd=dfd)
+                except OSError:
+                    continue  # gone, or swapped for a link: not followed
+                try:
+                    if (os.fstat(sub).st_ino, os.fstat(sub).st_dev) == (st.st_ino, st.st_dev):
+                        yield from self._entries(sub, rel + "/", depth + 1)
+                finally:
+                    os.close(sub)
+
+    def _count(self, nbytes: int) -> None:
+        self.total += nbytes
+        if self.total > self.limit:
+            raise deny("build_context_size",
+                       f"the build context is larger than {self.limit} bytes",
+                       limit=self.limit, context=self.source.context[:200])
+
+    # --- the two passes -------------------------------------------------------------------
+    def measure(self) -> int:
+        """The tar's size from metadata alone: a context over the limit is denied before
+        Podman is asked anything. (The stream counts again: files may grow meanwhile.)"""
+        self.total = 0
+        root = self._open_root()
+        try:
+            self.excludes = self._read_ignore(root)
+            for _rel, _name, st, _dfd in self._entries(root, ""):
+                size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+                self._count(tarfile.BLOCKSIZE + size + (-size % tarfile.BLOCKSIZE))
+            self._count(len(_END))
+        finally:
+            os.close(root)
+        return self.total
+
+    def chunks(self) -> Iterator[bytes]:
+        """The tar, in chunks of at most CHUNK bytes; raises Stopped or PolicyDenied midway."""
+        self.total = 0
+        sent_dockerfile = False
+        root = self._open_root()
+        try:
+            self.excludes = self._read_ignore(root)
+            for rel, name, st, dfd in self._entries(root, ""):
+                if stat.S_ISDIR(st.st_mode):
+                    yield self._counted(_header(rel, st, tarfile.DIRTYPE))
+                elif stat.S_ISLNK(st.st_mode):
+                    try:
+                        link = os.readlink(name, dir_fd=dfd)
+                    except OSError:
+                        continue
+                    yield self._counted(_header(rel, st, tarfile.SYMTYPE, link=link))
+                elif stat.S_ISREG(st.st_mode):
+                    sent = yield from self._file(rel, name, dfd)
+                    sent_dockerfile |= sent and rel == self.source.dockerfile
+            if not sent_dockerfile:  # swapped for a link or removed since resolve_source
+                raise deny("dockerfile", "the Dockerfile changed while the context was read",
+                           file=self.source.dockerfile[:200])
+            yield self._counted(_END)
+            self.finished = True
+        finally:
+            os.close(root)
+
+    def _counted(self, data: bytes) -> bytes:
+        self._count(len(data))
+        return data
+
+    def _file(self, rel: str, name: str, dfd: int) -> Iterator[bytes]:
+        """One regular file's header, content and padding; False if it is no longer one."""
+        try:
+            fd = os.open(name, _OPEN_FILE, dir_fd=dfd)  # a link swapped in: ELOOP, skipped
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            size = st.st_size
+            padding = -size % tarfile.BLOCKSIZE
+            header = _header(rel, st, tarfile.REGTYPE, size=size)
+            self._count(len(header) + size + padding)  # before any of it is read
+            yield header
+            left = size
+            while left > 0:
+                if self.stop.is_set():
+                    raise Stopped()
+                data = os.read(fd, min(CHUNK, left))
+                if not data:  # shrank since fstat: the header promised size bytes
+                    data = tarfile.NUL * min(CHUNK, left)
+                left -= len(data)
+                yield data
+            if padding:
+                yield tarfile.NUL * padding
+            return True
+        finally:
+            os.close(fd)
