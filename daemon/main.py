@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 
 from daemon.config import load_config
 from daemon.heap import keep_freed_heap
 from daemon.logs import configure_logging
-from daemon.server import Server
+from daemon.server import Server, hard_exit
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -24,4 +25,8 @@ def serve(args: argparse.Namespace) -> int:
         print(f"podman-rpc serve: bad configuration: {exc}", file=sys.stderr)
         return 2
     keep_freed_heap()  # bursts of replies no longer fault the same pages in again
-    return Server(config).run()
+    code = Server(config).run()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+           if t is not threading.main_thread()):
+        hard_exit(code)  # a worker still inside a Podman call: do not wait to join it
+    return code

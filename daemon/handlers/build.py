@@ -31,6 +31,7 @@ from daemon import labels
 from daemon.build_policy import build_namespace, check_pull_reference, resolve_source
 from daemon.context import CallContext
 from daemon.handlers import implements
+from daemon.handlers.build_cgroup import BuildCgroup
 from daemon.handlers.build_context import ContextTar, Stopped
 from daemon.handlers.build_leftovers import remove_interrupted_uploads
 from daemon.handlers.run_spec import parse_key_values
@@ -81,6 +82,7 @@ class BuildCall:
 
     def __init__(self) -> None:
         self.stopped = threading.Event()
+        self.cgroup = BuildCgroup()  # where libpod puts this build's RUN steps
         self.upload_started: float | None = None  # wall-clock time the body began
         self._conn: _UnixHTTPConnection | None = None
         self._lock = threading.Lock()
@@ -192,6 +194,7 @@ async def build(ctx: CallContext, params: m.Build) -> dict[str, Any]:
     if build_args:
         query["buildargs"] = json.dumps(build_args)
     call = BuildCall()
+    query["cgroupparent"] = call.cgroup.parent
     tar = ContextTar(source, policy.max_build_context_bytes, call.stopped)
     work = asyncio.ensure_future(ctx.pool.call(
         _run_build, call, tar, query, (ctx.pool.socket_name, ctx.pool.call_timeout),
@@ -207,17 +210,21 @@ async def build(ctx: CallContext, params: m.Build) -> dict[str, Any]:
 
 
 async def _stop(call: BuildCall, tar: ContextTar, work: asyncio.Future[Any]) -> None:
-    """Stop a build, wait (bounded) for its worker, remove an upload libpod kept."""
+    """Stop a build: its connection, its RUN step's processes, then (bounded) its worker;
+    remove an upload libpod kept."""
     call.stop()
+    killed = await asyncio.to_thread(call.cgroup.kill)
     with contextlib.suppress(BaseException):
         await asyncio.wait_for(asyncio.shield(work), STOP_WAIT)
     if work.done() and not work.cancelled():
         work.exception()  # retrieved: a stopped build's error is not news
+    removed: list[str] = []
     if call.upload_started is not None and not tar.finished:
         removed = await asyncio.to_thread(remove_interrupted_uploads, call.upload_started,
                                           tar.total)
-        if removed:
-            log.info("removed interrupted build upload", paths=removed)
+    await asyncio.to_thread(call.cgroup.remove)
+    log.info("build stopped", killed=killed, removed=removed, sent=tar.total,
+             finished_upload=tar.finished)
 
 
 def _json_lines(response: Any) -> Iterator[dict[str, Any]]:

@@ -1,0 +1,122 @@
+"""The build context tar and the build policy, without Podman: what leaves the host is
+exactly the context, links as links, capped, and never read through a link."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from daemon.build_policy import BuildSource, build_namespace, resolve_source
+from daemon.handlers.build_context import ContextTar, Stopped
+from daemon.policy import PolicyConfig, policy_from_mapping
+from protocol.errors import InvalidParams, PolicyDenied
+
+
+def members(tar: ContextTar) -> dict[str, tarfile.TarInfo]:
+    data = b"".join(tar.chunks())
+    assert len(data) == tar.total
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        return {m.name: m for m in archive.getmembers()}
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Path:
+    root = tmp_path / "ctx"
+    (root / "sub").mkdir(parents=True)
+    (root / "Dockerfile").write_text("FROM scratch\n")
+    (root / "sub" / "a.txt").write_text("a" * 1000)
+    (root / "skip.log").write_text("noise")
+    (root / ".dockerignore").write_text("# comment\n*.log\n")
+    (tmp_path / "secret").write_text("TOPSECRET")
+    (root / "out").symlink_to(tmp_path / "secret")
+    os.mkfifo(root / "fifo")
+    return root
+
+
+def source(context: Path, dockerfile: str = "Dockerfile") -> BuildSource:
+    return BuildSource(os.path.realpath(context), dockerfile)
+
+
+def test_tar_holds_the_context_links_as_links(context: Path) -> None:
+    tar = ContextTar(source(context), 1 << 20, threading.Event())
+    found = members(tar)
+    assert set(found) == {"Dockerfile", "sub", "sub/a.txt", ".dockerignore", "out"}
+    assert found["out"].issym() and found["out"].linkname == str(context.parent / "secret")
+    assert found["sub/a.txt"].size == 1000 and found["sub"].isdir()
+    assert all(m.uid == 0 and m.uname == "root" for m in found.values())
+    assert tar.measure() == tar.total and tar.finished
+
+
+def test_ignore_file_that_is_a_link_is_not_followed(context: Path) -> None:
+    (context / ".dockerignore").unlink()
+    (context / ".dockerignore").symlink_to(context.parent / "secret")
+    assert "skip.log" in members(ContextTar(source(context), 1 << 20, threading.Event()))
+
+
+def test_size_cap_denies_before_and_while_streaming(context: Path) -> None:
+    tar = ContextTar(source(context), 2048, threading.Event())
+    with pytest.raises(PolicyDenied) as caught:
+        tar.measure()
+    assert caught.value.data["rule"] == "build_context_size"
+    with pytest.raises(PolicyDenied):
+        b"".join(tar.chunks())
+    assert not tar.finished
+
+
+def test_stop_signal_ends_the_stream(context: Path) -> None:
+    (context / "big.bin").write_bytes(os.urandom(3 << 20))
+    stop = threading.Event()
+    chunks = ContextTar(source(context), 1 << 30, stop).chunks()
+    next(chunks)
+    stop.set()
+    with pytest.raises(Stopped):
+        for _ in chunks:
+            pass
+
+
+def test_dockerfile_swapped_for_a_link_is_refused(context: Path) -> None:
+    src = source(context)
+    (context / "Dockerfile").unlink()
+    (context / "Dockerfile").symlink_to(context.parent / "secret")
+    with pytest.raises(PolicyDenied) as caught:
+        b"".join(ContextTar(src, 1 << 20, threading.Event()).chunks())
+    assert caught.value.data["rule"] == "dockerfile"
+
+
+def test_resolve_source_rules(context: Path, tmp_path: Path) -> None:
+    roots = PolicyConfig(build_roots=(str(tmp_path),))
+    assert resolve_source(str(context), "Dockerfile", roots, False) == source(context)
+    cases = [
+        (str(context), "Dockerfile", PolicyConfig(), False, "build_root"),
+        ("/etc", "Dockerfile", roots, False, "build_root"),
+        (str(context), "../secret", roots, False, "dockerfile"),
+        (str(context), "/etc/passwd", PolicyConfig(), True, "dockerfile"),
+        (str(context), "out", roots, True, "dockerfile"),
+    ]
+    for ctx, file, policy, admin, rule in cases:
+        with pytest.raises(PolicyDenied) as caught:
+            resolve_source(ctx, file, policy, admin)
+        assert caught.value.data["rule"] == rule, (ctx, file)
+    (context / '["').mkdir()
+    (context / '["' / "x").write_text("FROM scratch\n")
+    with pytest.raises(PolicyDenied):
+        resolve_source(str(context), '["/x', roots, False)
+    with pytest.raises(InvalidParams):
+        resolve_source("relative/dir", "Dockerfile", roots, True)
+
+
+def test_build_network_follows_policy() -> None:
+    assert build_namespace("none", PolicyConfig())["networkmode"] == "NetworkDisabled"
+    with pytest.raises(PolicyDenied):
+        build_namespace("bridge", PolicyConfig())
+    policy = policy_from_mapping({"build_networks": ["none", "host"],
+                                  "max_build_context_bytes": "1g"})
+    assert policy.max_build_context_bytes == 1 << 30
+    with pytest.raises(PolicyDenied) as caught:
+        build_namespace("host", policy)
+    assert caught.value.data["rule"] == "host_network"
