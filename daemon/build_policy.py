@@ -7,7 +7,9 @@ build root (``[daemon.policy] build_roots``; an admin may build from anywhere),
 the Dockerfile inside the context. The network of RUN steps is judged against
 ``build_networks``. A pull takes a registry reference only: another transport
 (``docker-archive:``, ``oci:``, ``dir:``...) would read files on the host.
-Each denial is ``PolicyDenied`` with ``data.rule``.
+The Dockerfile's base images (``FROM``, ``--from=``, ``from=``) are held to the
+same transport rule, since buildah pulls them the way ``pull`` does. Each
+denial is ``PolicyDenied`` with ``data.rule``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Mapping
 
 import orjson
 
@@ -35,6 +37,15 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REFERENCE = re.compile(
     rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
     r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
+
+
+MAX_DOCKERFILE_BYTES = 1 << 20
+_DIRECTIVE = re.compile(r"#[ \t]*escape[ \t]*=[ \t]*(\S)", re.IGNORECASE)
+_NOISE = re.compile(r"^[ \t]*(?:#[^\n]*)?\r?\n", re.MULTILINE)  # comment and blank lines
+_FROM_LINE = re.compile(r"^[ \t]*FROM[ \t]+([^\n]*)", re.IGNORECASE | re.MULTILINE)
+_FROM_FLAG = re.compile(r"(?:^|[\s,])(?:--)?from=([^\s,]+)", re.IGNORECASE)
+_ARG_LINE = re.compile(r"^[ \t]*ARG[ \t]+(\w+)=(\S*)", re.IGNORECASE | re.MULTILINE)
+_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +111,55 @@ def build_namespace(network: str, policy: PolicyConfig) -> dict[str, str]:
     return {"nsoptions": orjson.dumps([option]).decode(), "networkmode": mode}
 
 
+def _transport(reference: str) -> str | None:
+    """The containers/image transport ``reference`` names, or None for a registry one."""
+    head, colon, _ = reference.partition(":")
+    return head.lower() if colon and "/" not in head and head.lower() in TRANSPORTS else None
+
+
+def _join_lines(text: str) -> str:
+    """The Dockerfile with continuations joined, as its parser sees it: the escape
+    character from a leading ``# escape=`` directive; comment and blank lines inside a
+    continuation dropped."""
+    escape = "\\"
+    for line in text.lstrip("\ufeff").splitlines():
+        if not line.lstrip().startswith("#"):
+            break
+        if directive := _DIRECTIVE.match(line.strip()):
+            escape = directive.group(1)
+    text = _NOISE.sub("", text + "\n")
+    return re.sub(re.escape(escape) + r"[ \t]*\r?\n", " ", text)
+
+
+def check_dockerfile(text: bytes, build_args: Mapping[str, str]) -> None:
+    """Deny base images read from the host: a transport in FROM, ``--from=`` or ``from=``.
+
+    Variables are expanded from ``build_args`` and the ARG defaults; one that cannot
+    be expanded is denied, since it could hide a transport.
+    """
+    if len(text) > MAX_DOCKERFILE_BYTES:
+        raise deny("dockerfile", f"the Dockerfile is larger than {MAX_DOCKERFILE_BYTES} bytes")
+    joined = _join_lines(text.decode("utf-8", "replace"))
+    values = {name: value.strip("\"'") for name, value in _ARG_LINE.findall(joined)}
+    values.update(build_args)
+    operands = [next((t for t in line.split() if not t.startswith("--")), "")
+                for line in _FROM_LINE.findall(joined)]
+    operands += _FROM_FLAG.findall(joined)
+    for operand in operands:
+        image = _VARIABLE.sub(lambda v: values.get(v.group(1) or v.group(2), "$"), operand)
+        if "$" in image:
+            raise deny("from", f"base image {operand[:100]!r} uses a variable the daemon "
+                       "cannot expand", image=operand[:100])
+        if _transport(image):
+            raise deny("transport", f"base image {image[:100]!r} is not from a registry",
+                       image=image[:100])
+
+
 def check_pull_reference(reference: str, policy: PolicyConfig) -> None:
     """Let a registry reference through if an ``images`` pattern allows it; deny the rest."""
-    head, colon, _ = reference.partition(":")
-    if colon and "/" not in head and head.lower() in TRANSPORTS:
-        raise deny("transport", f"transport {head[:50]!r} is not allowed; pull from a registry",
-                   image=reference[:200])
+    if transport := _transport(reference):
+        raise deny("transport", f"transport {transport[:50]!r} is not allowed; pull from a "
+                   "registry", image=reference[:200])
     if reference.startswith("/") or "://" in reference or not _REFERENCE.match(reference):
         raise deny("transport", f"{reference[:200]!r} is not a registry reference",
                    image=reference[:200])

@@ -7,14 +7,21 @@ import io
 import os
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from daemon.build_policy import BuildSource, build_namespace, resolve_source
+from daemon.build_policy import BuildSource, build_namespace, check_dockerfile, resolve_source
 from daemon.handlers.build_context import ContextTar, Stopped
+from daemon.handlers.build_leftovers import remove_interrupted_uploads
 from daemon.policy import PolicyConfig, policy_from_mapping
 from protocol.errors import InvalidParams, PolicyDenied
+
+
+def make_tar(src: BuildSource, limit: int, stop: threading.Event | None = None) -> ContextTar:
+    return ContextTar(src, limit, stop or threading.Event(),
+                      lambda text: check_dockerfile(text, {}))
 
 
 def members(tar: ContextTar) -> dict[str, tarfile.TarInfo]:
@@ -43,7 +50,7 @@ def source(context: Path, dockerfile: str = "Dockerfile") -> BuildSource:
 
 
 def test_tar_holds_the_context_links_as_links(context: Path) -> None:
-    tar = ContextTar(source(context), 1 << 20, threading.Event())
+    tar = make_tar(source(context), 1 << 20)
     found = members(tar)
     assert set(found) == {"Dockerfile", "sub", "sub/a.txt", ".dockerignore", "out"}
     assert found["out"].issym() and found["out"].linkname == str(context.parent / "secret")
@@ -55,11 +62,11 @@ def test_tar_holds_the_context_links_as_links(context: Path) -> None:
 def test_ignore_file_that_is_a_link_is_not_followed(context: Path) -> None:
     (context / ".dockerignore").unlink()
     (context / ".dockerignore").symlink_to(context.parent / "secret")
-    assert "skip.log" in members(ContextTar(source(context), 1 << 20, threading.Event()))
+    assert "skip.log" in members(make_tar(source(context), 1 << 20))
 
 
 def test_size_cap_denies_before_and_while_streaming(context: Path) -> None:
-    tar = ContextTar(source(context), 2048, threading.Event())
+    tar = make_tar(source(context), 2048)
     with pytest.raises(PolicyDenied) as caught:
         tar.measure()
     assert caught.value.data["rule"] == "build_context_size"
@@ -71,7 +78,7 @@ def test_size_cap_denies_before_and_while_streaming(context: Path) -> None:
 def test_stop_signal_ends_the_stream(context: Path) -> None:
     (context / "big.bin").write_bytes(os.urandom(3 << 20))
     stop = threading.Event()
-    chunks = ContextTar(source(context), 1 << 30, stop).chunks()
+    chunks = make_tar(source(context), 1 << 30, stop).chunks()
     next(chunks)
     stop.set()
     with pytest.raises(Stopped):
@@ -84,7 +91,7 @@ def test_dockerfile_swapped_for_a_link_is_refused(context: Path) -> None:
     (context / "Dockerfile").unlink()
     (context / "Dockerfile").symlink_to(context.parent / "secret")
     with pytest.raises(PolicyDenied) as caught:
-        b"".join(ContextTar(src, 1 << 20, threading.Event()).chunks())
+        b"".join(make_tar(src, 1 << 20).chunks())
     assert caught.value.data["rule"] == "dockerfile"
 
 
@@ -120,3 +127,45 @@ def test_build_network_follows_policy() -> None:
     with pytest.raises(PolicyDenied) as caught:
         build_namespace("host", policy)
     assert caught.value.data["rule"] == "host_network"
+
+
+@pytest.mark.parametrize("dockerfile, rule", [
+    ("FROM docker-archive:/root/saved.tar\n", "transport"),
+    ("ARG BASE=oci-archive:/root/x.tar\nFROM $BASE\n", "transport"),
+    ("FROM busybox\nCOPY --from=dir:/root / /x\n", "transport"),
+    ("FROM $NOT_SET\n", "from"),
+])
+def test_base_images_from_the_host_are_denied_in_both_passes(context: Path, dockerfile: str,
+                                                              rule: str) -> None:
+    (context / "Dockerfile").write_text(dockerfile)
+    for run in (lambda t: t.measure(), lambda t: b"".join(t.chunks())):
+        tar = make_tar(source(context), 1 << 20)
+        with pytest.raises(PolicyDenied) as caught:
+            run(tar)
+        assert caught.value.data["rule"] == rule and not tar.finished
+
+
+def test_only_a_stalled_upload_of_ours_is_removed(tmp_path: Path) -> None:
+    """Ours: begun after the build, no larger than what we sent, no longer growing."""
+    since = time.time()
+    dirs = {name: tmp_path / f"libpod_builder{name}" for name in ("cut", "big", "live")}
+    for name, directory in dirs.items():
+        directory.mkdir()
+        (directory / "tarBall").write_bytes(b"x" * (5000 if name == "big" else 1000))
+    stop = threading.Event()
+
+    def grow() -> None:
+        with open(dirs["live"] / "tarBall", "ab") as fh:
+            while not stop.wait(0.05):
+                fh.write(b"x")
+                fh.flush()
+
+    writer = threading.Thread(target=grow)
+    writer.start()
+    try:
+        removed = remove_interrupted_uploads(since, 2000, patience=1.0, bases=(str(tmp_path),))
+    finally:
+        stop.set()
+        writer.join()
+    assert removed == [str(dirs["cut"])]
+    assert dirs["big"].exists() and dirs["live"].exists() and not dirs["cut"].exists()

@@ -190,6 +190,19 @@ def _interfaces(proc_net_dev: str) -> set[str]:
     return {line.split(":")[0].strip() for line in proc_net_dev.splitlines()[2:] if ":" in line}
 
 
+def test_base_image_read_from_a_host_file_is_denied(open_daemons: Callable[..., Any],
+                                                    host: dict[str, Path], tag: str) -> None:
+    """``FROM docker-archive:/root-only.tar`` would have root read the file as an image."""
+    archive = host["vault"] / "saved.tar"
+    podman("save", "-o", str(archive), BUSYBOX_IMAGE)
+    context = host["context"]
+    (context / "Dockerfile").write_text(f"ARG BASE=docker-archive:{archive}\nFROM $BASE\n")
+    daemon = open_daemons(policy(host["roots"]))
+    before, files = set(builder_dirs()), listing(context)
+    denied(build_as_peer(daemon, {"context": str(context), "tag": tag}), "transport")
+    assert_untouched(tag, before, (context, files))
+
+
 def test_context_over_the_size_cap_is_denied(open_daemons: Callable[..., Any],
                                              host: dict[str, Path], tag: str) -> None:
     context = host["context"]

@@ -146,6 +146,10 @@ def test_stopping_an_upload_leaves_nothing(make_daemon: Callable[..., DaemonProc
         conn.close()
         assert wait_for(lambda: "build stopped" in daemon.log(), 10), daemon.log()
     replied = time.monotonic()
+    assert wait_for(lambda: "build stopped" in daemon.log(), 5)
+    stopped = next(line for line in daemon.log().splitlines() if "build stopped" in line)
+    print(stopped)
+    assert '"finished_upload": false' in stopped and "libpod_builder" in stopped, stopped
     assert wait_for(lambda: build_leftover_bytes(before, state_dir) < SLACK, 5), (
         f"{build_leftover_bytes(before, state_dir)} bytes left: {set(builder_dirs()) - before}")
     assert time.monotonic() - replied <= 5.0

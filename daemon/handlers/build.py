@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http.client
 import json
 import re
@@ -28,7 +29,8 @@ from urllib.parse import quote, urlencode
 import structlog
 
 from daemon import labels
-from daemon.build_policy import build_namespace, check_pull_reference, resolve_source
+from daemon.build_policy import (build_namespace, check_dockerfile, check_pull_reference,
+                                  resolve_source)
 from daemon.context import CallContext
 from daemon.handlers import implements
 from daemon.handlers.build_cgroup import BuildCgroup
@@ -195,16 +197,19 @@ async def build(ctx: CallContext, params: m.Build) -> dict[str, Any]:
         query["buildargs"] = json.dumps(build_args)
     call = BuildCall()
     query["cgroupparent"] = call.cgroup.parent
-    tar = ContextTar(source, policy.max_build_context_bytes, call.stopped)
+    tar = ContextTar(source, policy.max_build_context_bytes, call.stopped,
+                     functools.partial(check_dockerfile, build_args=build_args))
     work = asyncio.ensure_future(ctx.pool.call(
         _run_build, call, tar, query, (ctx.pool.socket_name, ctx.pool.call_timeout),
         _line_sink(ctx, "build"), subject="image"))
+    finished = False
     try:
         result = await asyncio.shield(work)
+        finished = True
     finally:
-        if not work.done() or not tar.finished:
-            # Stopped (or failed) midway: end the build and clear what it left, even if
-            # this request is cancelled again meanwhile.
+        if not finished:
+            # Cancelled, timed out or failed: end the build and clear what it left,
+            # even if this request is cancelled again meanwhile.
             await asyncio.shield(ctx.state.spawn(_stop(call, tar, work)))
     return {**result, "platform": params.platform}
 

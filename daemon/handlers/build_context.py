@@ -21,9 +21,9 @@ import stat
 import tarfile
 import threading
 from fnmatch import fnmatch
-from typing import Iterator
+from typing import Callable, Iterator
 
-from daemon.build_policy import BuildSource
+from daemon.build_policy import MAX_DOCKERFILE_BYTES, BuildSource
 from daemon.policy_rules import deny
 from protocol.errors import InvalidParams
 
@@ -54,8 +54,10 @@ def _header(name: str, st: os.stat_result, kind: bytes, size: int = 0, link: str
 class ContextTar:
     """One context to send: ``measure()`` sizes it from metadata, ``chunks()`` streams it."""
 
-    def __init__(self, source: BuildSource, limit: int, stop: threading.Event) -> None:
+    def __init__(self, source: BuildSource, limit: int, stop: threading.Event,
+                 check_dockerfile: Callable[[bytes], None]) -> None:
         self.source = source
+        self.check_dockerfile = check_dockerfile  # judges the exact bytes that are sent
         self.limit = limit
         self.stop = stop
         self.total = 0  # bytes of tar counted so far in the current pass
@@ -136,8 +138,10 @@ class ContextTar:
         root = self._open_root()
         try:
             self.excludes = self._read_ignore(root)
-            for _rel, _name, st, _dfd in self._entries(root, ""):
+            for rel, name, st, dfd in self._entries(root, ""):
                 size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+                if rel == self.source.dockerfile:
+                    self._dockerfile(name, dfd)
                 self._count(tarfile.BLOCKSIZE + size + (-size % tarfile.BLOCKSIZE))
             self._count(len(_END))
         finally:
@@ -175,8 +179,30 @@ class ContextTar:
         self._count(len(data))
         return data
 
+    def _dockerfile(self, name: str, dfd: int) -> tuple[bytes, os.stat_result]:
+        """The Dockerfile's bytes, read once without following a link, and judged."""
+        try:
+            fd = os.open(name, _OPEN_FILE, dir_fd=dfd)
+        except OSError:
+            raise deny("dockerfile", "the Dockerfile changed while the context was read",
+                       file=self.source.dockerfile[:200]) from None
+        try:
+            st = os.fstat(fd)
+            data = os.read(fd, MAX_DOCKERFILE_BYTES + 1) if stat.S_ISREG(st.st_mode) else b""
+        finally:
+            os.close(fd)
+        self.check_dockerfile(data)
+        return data, st
+
     def _file(self, rel: str, name: str, dfd: int) -> Iterator[bytes]:
         """One regular file's header, content and padding; False if it is no longer one."""
+        if rel == self.source.dockerfile:  # sent from memory: what was judged is what is sent
+            data, st = self._dockerfile(name, dfd)
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            yield self._counted(_header(rel, st, tarfile.REGTYPE, size=len(data)))
+            yield self._counted(data + tarfile.NUL * (-len(data) % tarfile.BLOCKSIZE))
+            return True
         try:
             fd = os.open(name, _OPEN_FILE, dir_fd=dfd)  # a link swapped in: ELOOP, skipped
         except OSError:
