@@ -141,10 +141,13 @@ def _label(image: str) -> str:
 def test_peer_build_sends_links_as_links_and_is_labelled(
         open_daemons: Callable[..., Any], host: dict[str, Path], tag: str) -> None:
     """Inside a build root a peer builds; a link out of the context arrives as a link (its
-    target's content is not in the image); the image carries the peer's uid."""
+    target's content is not in the image); the image carries the peer's uid, whatever
+    its Dockerfile's LABEL says."""
     context = host["context"]
     (context / "leak").symlink_to(host["vault"] / "secret.txt")
     (context / "data.txt").write_text("ordinary\n")
+    with open(context / "Dockerfile", "a") as fh:
+        fh.write("LABEL io.podman-rpc.uid=0\n")  # claims root's ownership: overridden
     daemon = open_daemons(policy(host["roots"]))
     files = listing(context)
     reply = build_as_peer(daemon, {"context": str(context), "tag": tag})

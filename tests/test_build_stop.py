@@ -9,6 +9,7 @@ with the context.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -147,9 +148,10 @@ def test_stopping_an_upload_leaves_nothing(make_daemon: Callable[..., DaemonProc
         assert wait_for(lambda: "build stopped" in daemon.log(), 10), daemon.log()
     replied = time.monotonic()
     assert wait_for(lambda: "build stopped" in daemon.log(), 5)
-    stopped = next(line for line in daemon.log().splitlines() if "build stopped" in line)
+    stopped = json.loads(next(line for line in daemon.log().splitlines()
+                              if "build stopped" in line))
     print(stopped)
-    assert '"finished_upload": false' in stopped and "libpod_builder" in stopped, stopped
+    assert stopped["finished_upload"] is False and stopped["removed"], stopped
     assert wait_for(lambda: build_leftover_bytes(before, state_dir) < SLACK, 5), (
         f"{build_leftover_bytes(before, state_dir)} bytes left: {set(builder_dirs()) - before}")
     assert time.monotonic() - replied <= 5.0
@@ -162,24 +164,32 @@ def test_stopping_an_upload_leaves_nothing(make_daemon: Callable[..., DaemonProc
     assert podman("image", "exists", tag, check=False).returncode != 0
 
 
-def start_sleeping_build(daemon: DaemonProcess, roots: Path, base: str,
-                         tag: str) -> tuple[RawConnection, str]:
+def start_sleeping_build(daemon: DaemonProcess, roots: Path, base: str, tag: str,
+                         **extra: Any) -> tuple[RawConnection, str]:
     context, token = sleeping_context(roots, base)
     conn = daemon.connect()
     conn.send({"jsonrpc": "2.0", "id": 1, "method": "build",
-               "params": {"context": str(context), "tag": tag, "no_cache": True}})
+               "params": {"context": str(context), "tag": tag, "no_cache": True, **extra}})
     assert wait_for(lambda: run_processes(f"sleep {token.split('.')[0]}"), 30), daemon.log()
     return conn, token
 
 
-def test_cancel_kills_the_running_step(make_daemon: Callable[..., DaemonProcess], roots: Path,
-                                       base_image: str, tag: str) -> None:
+@pytest.mark.parametrize("how", ["cancel", "deadline", "disconnect"])
+def test_stopping_kills_the_running_step(make_daemon: Callable[..., DaemonProcess],
+                                         roots: Path, base_image: str, tag: str,
+                                         how: str) -> None:
     """libpod lets a RUN step run on after its client leaves; the daemon kills it."""
     daemon = make_build_daemon(make_daemon, roots)
-    conn, token = start_sleeping_build(daemon, roots, base_image, tag)
+    conn, token = start_sleeping_build(daemon, roots, base_image, tag,
+                                       **({"timeout": 8} if how == "deadline" else {}))
     sleeper = f"sleep {token.split('.')[0]}"
-    conn.send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": 1}})
-    assert conn.read()["error"]["code"] == -32800
+    if how == "cancel":
+        conn.send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": 1}})
+        assert conn.read()["error"]["code"] == -32800
+    elif how == "deadline":
+        assert conn.read()["error"]["code"] == -32001
+    else:
+        conn.close()
     assert wait_for(lambda: not run_processes(sleeper), 5), run_processes(sleeper)
     assert wait_for(lambda: not working_containers(base_image), 10), working_containers(base_image)
     assert podman("image", "exists", tag, check=False).returncode != 0

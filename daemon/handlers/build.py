@@ -228,7 +228,7 @@ async def _stop(call: BuildCall, tar: ContextTar, work: asyncio.Future[Any]) -> 
         removed = await asyncio.to_thread(remove_interrupted_uploads, call.upload_started,
                                           tar.total)
     await asyncio.to_thread(call.cgroup.remove)
-    log.info("build stopped", killed=killed, removed=removed, sent=tar.total,
+    log.info("build stopped", killed=killed, removed=removed, tar_bytes=tar.total,
              finished_upload=tar.finished)
 
 
