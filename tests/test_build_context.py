@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tarfile
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -13,15 +15,16 @@ from pathlib import Path
 import pytest
 
 from daemon.build_policy import BuildSource, build_namespace, check_dockerfile, resolve_source
-from daemon.handlers.build_context import ContextTar, Stopped
+from daemon.handlers.build_context import ContextTar, Reader, Stopped
 from daemon.handlers.build_leftovers import remove_interrupted_uploads
 from daemon.policy import PolicyConfig, policy_from_mapping
 from protocol.errors import InvalidParams, PolicyDenied
 
 
-def make_tar(src: BuildSource, limit: int, stop: threading.Event | None = None) -> ContextTar:
+def make_tar(src: BuildSource, limit: int, stop: threading.Event | None = None,
+             reader: Reader | None = None) -> ContextTar:
     return ContextTar(src, limit, stop or threading.Event(),
-                      lambda text: check_dockerfile(text, {}))
+                      lambda text: check_dockerfile(text, {}), reader)
 
 
 def members(tar: ContextTar) -> dict[str, tarfile.TarInfo]:
@@ -169,3 +172,33 @@ def test_only_a_stalled_upload_of_ours_is_removed(tmp_path: Path) -> None:
         writer.join()
     assert removed == [str(dirs["cut"])]
     assert dirs["big"].exists() and dirs["live"].exists() and not dirs["cut"].exists()
+
+
+def test_a_peer_context_holds_only_what_the_peer_could_read(tmp_path: Path) -> None:
+    """Read as root for uid 65534: another user's private file or directory is denied, as
+    is a context the peer cannot reach; readable ones pass."""
+    base = Path(tempfile.mkdtemp(prefix="prpc-reader-"))
+    try:
+        base.chmod(0o755)
+        context = base / "ctx"
+        context.mkdir(mode=0o755)
+        (context / "Dockerfile").write_text("FROM scratch\n")
+        (context / "Dockerfile").chmod(0o644)
+        nobody = Reader(65534, frozenset({65534}))
+        assert "Dockerfile" in members(make_tar(source(context), 1 << 20, reader=nobody))
+        for name, mode in (("private.txt", 0o600), ("closed", 0o700)):
+            path = context / name
+            path.mkdir(mode=mode) if name == "closed" else path.write_text("mine")
+            path.chmod(mode)
+            for run in (lambda t: t.measure(), lambda t: b"".join(t.chunks())):
+                with pytest.raises(PolicyDenied) as caught:
+                    run(make_tar(source(context), 1 << 20, reader=nobody))
+                assert caught.value.data == {"kind": "PolicyDenied", "rule": "context_access",
+                                             "path": name}
+            assert name in members(make_tar(source(context), 1 << 20))  # admin: no reader
+            path.rmdir() if name == "closed" else path.unlink()
+        base.chmod(0o700)
+        with pytest.raises(PolicyDenied):
+            make_tar(source(context), 1 << 20, reader=nobody).measure()
+    finally:
+        shutil.rmtree(base)

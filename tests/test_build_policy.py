@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -37,9 +39,16 @@ def tag() -> Iterator[str]:
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> dict[str, Path]:
-    """A root-only vault, a build root with one context, and an attacker's directory."""
+def host() -> Iterator[dict[str, Path]]:
+    """A root-only vault, a build root with one context, and an attacker's directory, where
+    the peer can reach them (pytest's own temp directory is closed to other uids)."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="prpc-bp-"))
     tmp_path.chmod(0o755)
+    yield _host(tmp_path)
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _host(tmp_path: Path) -> dict[str, Path]:
     vault = tmp_path / "vault"
     vault.mkdir(mode=0o700)
     (vault / "secret.txt").write_text(f"TOPSECRET-{secrets.token_hex(8)}\n")
@@ -191,6 +200,20 @@ def test_build_runs_without_network_by_default(open_daemons: Callable[..., Any],
 
 def _interfaces(proc_net_dev: str) -> set[str]:
     return {line.split(":")[0].strip() for line in proc_net_dev.splitlines()[2:] if ":" in line}
+
+
+def test_another_users_file_under_a_shared_root_is_denied(
+        open_daemons: Callable[..., Any], host: dict[str, Path], tag: str) -> None:
+    """The daemon reads as root; a peer's build may hold only what the peer could read."""
+    context = host["context"]
+    (context / "private.txt").write_text("someone else's\n")
+    (context / "private.txt").chmod(0o600)
+    daemon = open_daemons(policy(host["roots"]))
+    before, files = set(builder_dirs()), listing(context)
+    error = denied(build_as_peer(daemon, {"context": str(context), "tag": tag}),
+                   "context_access")
+    assert error["data"]["path"] == "private.txt"
+    assert_untouched(tag, before, (context, files))
 
 
 def test_base_image_read_from_a_host_file_is_denied(open_daemons: Callable[..., Any],

@@ -29,12 +29,13 @@ from urllib.parse import quote, urlencode
 import structlog
 
 from daemon import labels
+from daemon.access import peer_groups
 from daemon.build_policy import (build_namespace, check_dockerfile, check_pull_reference,
                                   resolve_source)
 from daemon.context import CallContext
 from daemon.handlers import implements
 from daemon.handlers.build_cgroup import BuildCgroup
-from daemon.handlers.build_context import ContextTar, Stopped
+from daemon.handlers.build_context import ContextTar, Reader, Stopped
 from daemon.handlers.build_leftovers import remove_interrupted_uploads
 from daemon.handlers.run_spec import parse_key_values
 from daemon.podman_http import API_PREFIX
@@ -198,7 +199,7 @@ async def build(ctx: CallContext, params: m.Build) -> dict[str, Any]:
     call = BuildCall()
     query["cgroupparent"] = call.cgroup.parent
     tar = ContextTar(source, policy.max_build_context_bytes, call.stopped,
-                     functools.partial(check_dockerfile, build_args=build_args))
+                     functools.partial(check_dockerfile, build_args=build_args), _reader(ctx))
     work = asyncio.ensure_future(ctx.pool.call(
         _run_build, call, tar, query, (ctx.pool.socket_name, ctx.pool.call_timeout),
         _line_sink(ctx, "build"), subject="image"))
@@ -212,6 +213,14 @@ async def build(ctx: CallContext, params: m.Build) -> dict[str, Any]:
             # even if this request is cancelled again meanwhile.
             await asyncio.shield(ctx.state.spawn(_stop(call, tar, work)))
     return {**result, "platform": params.platform}
+
+
+def _reader(ctx: CallContext) -> Reader | None:
+    """Whose rights the context is read with: None (the daemon's) for an admin."""
+    peer = ctx.connection.peer if ctx.connection is not None else None
+    if ctx.is_admin or peer is None:
+        return None
+    return Reader(peer.uid, peer_groups(peer))
 
 
 async def _stop(call: BuildCall, tar: ContextTar, work: asyncio.Future[Any]) -> None:

@@ -8,6 +8,10 @@ The root's descriptor is checked against its resolved path, so a parent
 swapped after ``resolve_source`` cannot move the context elsewhere. Nothing is
 written anywhere: the tar is yielded in chunks for a chunked HTTP body.
 
+A non-admin peer's build holds only what that peer could read itself
+(``Reader``): the daemon's root rights must not lend it other users' files
+under a shared build root (PolicyDenied ``context_access``).
+
 ``.containerignore``/``.dockerignore`` patterns (fnmatch over the relative
 path, as podman-py applies them) leave entries out; the Dockerfile and the
 ignore file itself are always sent. The tar stops at ``limit`` bytes
@@ -20,6 +24,7 @@ import os
 import stat
 import tarfile
 import threading
+from dataclasses import dataclass
 from fnmatch import fnmatch
 from typing import Callable, Iterator
 
@@ -34,6 +39,40 @@ MAX_DEPTH = 128
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO never hangs
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _END = tarfile.NUL * (2 * tarfile.BLOCKSIZE)  # end-of-archive marker
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Whose rights the context is read with: the daemon reads as root, so a non-admin
+    peer's build may hold only what that peer could read itself (mode bits; ACLs are
+    not consulted)."""
+
+    uid: int
+    groups: frozenset[int]
+
+    def _bits(self, st: os.stat_result) -> int:
+        if st.st_uid == self.uid:
+            return (st.st_mode >> 6) & 7
+        if st.st_gid in self.groups:
+            return (st.st_mode >> 3) & 7
+        return st.st_mode & 7
+
+    def check(self, st: os.stat_result, rel: str) -> None:
+        """Deny a directory the peer cannot list and enter, a file it cannot read."""
+        need = 5 if stat.S_ISDIR(st.st_mode) else 4
+        if (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)) and \
+                self._bits(st) & need != need:
+            raise deny("context_access", f"{rel[:200]!r} is not readable by the caller",
+                       path=rel[:200])
+
+    def check_reach(self, path: str) -> None:
+        """The peer must be able to pass through every directory above the context."""
+        parts = path.strip("/").split("/")
+        for depth in range(len(parts)):
+            ancestor = "/" + "/".join(parts[:depth])
+            if not self._bits(os.stat(ancestor)) & 1:
+                raise deny("context_access", f"{ancestor[:200]!r} cannot be entered by the "
+                           "caller", path=ancestor[:200])
 
 
 class Stopped(Exception):
@@ -55,8 +94,9 @@ class ContextTar:
     """One context to send: ``measure()`` sizes it from metadata, ``chunks()`` streams it."""
 
     def __init__(self, source: BuildSource, limit: int, stop: threading.Event,
-                 check_dockerfile: Callable[[bytes], None]) -> None:
+                 check_dockerfile: Callable[[bytes], None], reader: Reader | None) -> None:
         self.source = source
+        self.reader = reader  # None: an admin's build, read with the daemon's own rights
         self.check_dockerfile = check_dockerfile  # judges the exact bytes that are sent
         self.limit = limit
         self.stop = stop
@@ -67,10 +107,16 @@ class ContextTar:
     # --- one walk, shared by both passes ---------------------------------------------------
     def _open_root(self) -> int:
         fd = os.open(self.source.context, _OPEN_DIR)
-        if os.readlink(f"/proc/self/fd/{fd}") != self.source.context:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != self.source.context:
+                raise deny("build_root", "the context moved while it was being read",
+                           context=self.source.context[:200])
+            if self.reader is not None:
+                self.reader.check_reach(self.source.context)
+                self.reader.check(os.fstat(fd), ".")
+        except BaseException:
             os.close(fd)
-            raise deny("build_root", "the context moved while it was being read",
-                       context=self.source.context[:200])
+            raise
         return fd
 
     def _read_ignore(self, root: int) -> list[str]:
@@ -111,6 +157,8 @@ class ContextTar:
                 continue
             if self._excluded(rel):
                 continue
+            if self.reader is not None:
+                self.reader.check(st, rel)
             yield rel, name, st, dfd
             if stat.S_ISDIR(st.st_mode):
                 try:
@@ -188,6 +236,8 @@ class ContextTar:
                        file=self.source.dockerfile[:200]) from None
         try:
             st = os.fstat(fd)
+            if self.reader is not None:
+                self.reader.check(st, self.source.dockerfile)
             data = os.read(fd, MAX_DOCKERFILE_BYTES + 1) if stat.S_ISREG(st.st_mode) else b""
         finally:
             os.close(fd)
@@ -211,6 +261,8 @@ class ContextTar:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 return False
+            if self.reader is not None:
+                self.reader.check(st, rel)  # the file opened, not the one listed
             size = st.st_size
             padding = -size % tarfile.BLOCKSIZE
             header = _header(rel, st, tarfile.REGTYPE, size=size)
