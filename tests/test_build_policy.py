@@ -172,6 +172,21 @@ def test_peer_build_sends_links_as_links_and_is_labelled(
     assert "ordinary" in out and secret not in out
 
 
+def test_a_peer_cannot_retag_another_users_image(open_daemons: Callable[..., Any],
+                                                 host: dict[str, Path], tag: str) -> None:
+    """A tag is a name others run: pointing root's image name at a peer's build would
+    have root run the peer's image. The peer may rebuild its own tags."""
+    podman("tag", BUSYBOX_IMAGE, tag)
+    image_id = podman("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip()
+    daemon = open_daemons(policy(host["roots"]))
+    params = {"context": str(host["context"]), "tag": tag, "force": True}
+    denied(build_as_peer(daemon, params), "tag_owner")
+    assert podman("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip() == image_id
+    podman("rmi", tag)
+    assert build_as_peer(daemon, params)["result"]["built"] is True  # a new name: the peer's
+    assert build_as_peer(daemon, params)["result"]["built"] is True  # and again: its own
+
+
 def test_build_runs_without_network_by_default(open_daemons: Callable[..., Any],
                                                host: dict[str, Path], tag: str) -> None:
     """RUN steps get no network unless build_networks allows one (libpod's default is the

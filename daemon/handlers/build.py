@@ -39,6 +39,7 @@ from daemon.handlers.build_context import ContextTar, Reader, Stopped
 from daemon.handlers.build_leftovers import remove_interrupted_uploads
 from daemon.handlers.run_spec import parse_key_values
 from daemon.podman_http import API_PREFIX
+from daemon.policy_rules import deny
 from protocol import methods as m
 from protocol.errors import PodmanError
 
@@ -173,19 +174,32 @@ def _run_build(client: Any, call: BuildCall, tar: ContextTar, query: dict[str, s
             "logs": logs, "built": True}
 
 
+async def _existing_tag(ctx: CallContext, tag: str | None) -> dict[str, Any] | None:
+    """The image ``tag`` names now, if any; denied if it is another user's.
+
+    A tag is a name others run: only the image's owner (its ``io.podman-rpc.uid``
+    label) or an admin may point it at a new build.
+    """
+    existing = await ctx.pool.call(_image_or_none, tag, subject="image") if tag else None
+    owner = (existing.get("Labels") or {}).get(labels.OWNER_UID) if existing else None
+    if existing is not None and not ctx.is_admin and owner != str(ctx.peer_uid):
+        raise deny("tag_owner", f"{str(tag)[:200]!r} names an image another user owns",
+                   tag=str(tag)[:200])
+    return existing
+
+
 @implements(m.Build)
 async def build(ctx: CallContext, params: m.Build) -> dict[str, Any]:
     policy = ctx.config.policy
     source = resolve_source(params.context, params.file, policy, ctx.is_admin)
     namespace = build_namespace(params.network, policy)
     build_args = parse_key_values(params.build_args, "build_args")
-    if params.tag and not params.force:
-        existing = await ctx.pool.call(_image_or_none, params.tag, subject="image")
-        if existing is not None:
-            return {"image_id": existing.get("Id", ""), "tags": existing.get("RepoTags") or [],
-                    "platform": params.platform,
-                    "logs": [f"Image {params.tag} exists; not rebuilt (use force)"],
-                    "built": False}
+    existing = await _existing_tag(ctx, params.tag)
+    if existing is not None and not params.force:
+        return {"image_id": existing.get("Id", ""), "tags": existing.get("RepoTags") or [],
+                "platform": params.platform,
+                "logs": [f"Image {params.tag} exists; not rebuilt (use force)"],
+                "built": False}
     query = {"dockerfile": source.dockerfile, "rm": "true", "forcerm": "true",
              "labels": json.dumps({labels.OWNER_UID: str(ctx.peer_uid)}), **namespace}
     if params.tag:
