@@ -46,6 +46,7 @@ _FROM_LINE = re.compile(r"^[ \t]*FROM[ \t]+([^\n]*)", re.IGNORECASE | re.MULTILI
 _FROM_FLAG = re.compile(r"(?:^|[\s,])(?:--)?from=([^\s,]+)", re.IGNORECASE)
 _ARG_LINE = re.compile(r"^[ \t]*ARG[ \t]+(\w+)=(\S*)", re.IGNORECASE | re.MULTILINE)
 _VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+_ADD_REMOTE = re.compile(r"^[ \t]*ADD[ \t][^\n]*?(?:\w+://|git@)", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +132,10 @@ def _join_lines(text: str) -> str:
     return re.sub(re.escape(escape) + r"[ \t]*\r?\n", " ", text)
 
 
-def check_dockerfile(text: bytes, build_args: Mapping[str, str]) -> None:
-    """Deny base images read from the host: a transport in FROM, ``--from=`` or ``from=``.
+def check_dockerfile(text: bytes, build_args: Mapping[str, str], network: str) -> None:
+    """Deny base images read from the host: a transport in FROM, ``--from=`` or ``from=``;
+    and, for a build without network, ``ADD`` of a URL (buildah fetches it itself, from
+    the host's network).
 
     Variables are expanded from ``build_args`` and the ARG defaults; one that cannot
     be expanded is denied, since it could hide a transport.
@@ -140,6 +143,9 @@ def check_dockerfile(text: bytes, build_args: Mapping[str, str]) -> None:
     if len(text) > MAX_DOCKERFILE_BYTES:
         raise deny("dockerfile", f"the Dockerfile is larger than {MAX_DOCKERFILE_BYTES} bytes")
     joined = _join_lines(text.decode("utf-8", "replace"))
+    if network == "none" and _ADD_REMOTE.search(joined):
+        raise deny("network", "ADD of a URL is fetched over the host's network; this build "
+                   "has none", network=network)
     values = {name: value.strip("\"'") for name, value in _ARG_LINE.findall(joined)}
     values.update(build_args)
     operands = [next((t for t in line.split() if not t.startswith("--")), "")

@@ -24,7 +24,7 @@ from protocol.errors import InvalidParams, PolicyDenied
 def make_tar(src: BuildSource, limit: int, stop: threading.Event | None = None,
              reader: Reader | None = None) -> ContextTar:
     return ContextTar(src, limit, stop or threading.Event(),
-                      lambda text: check_dockerfile(text, {}), reader)
+                      lambda text: check_dockerfile(text, {}, "none"), reader)
 
 
 def members(tar: ContextTar) -> dict[str, tarfile.TarInfo]:
@@ -137,6 +137,8 @@ def test_build_network_follows_policy() -> None:
     ("ARG BASE=oci-archive:/root/x.tar\nFROM $BASE\n", "transport"),
     ("FROM busybox\nCOPY --from=dir:/root / /x\n", "transport"),
     ("FROM $NOT_SET\n", "from"),
+    ("FROM busybox\nADD --chmod=644 http://169.254.169.254/latest/meta-data /m\n", "network"),
+    ('FROM busybox\nadd ["https://example.com/x", "/x"]\n', "network"),
 ])
 def test_base_images_from_the_host_are_denied_in_both_passes(context: Path, dockerfile: str,
                                                               rule: str) -> None:

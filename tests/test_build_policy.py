@@ -7,10 +7,12 @@ upload left in Podman's temp directories.
 
 from __future__ import annotations
 
+import http.server
 import os
 import secrets
 import shutil
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -242,6 +244,36 @@ def test_base_image_read_from_a_host_file_is_denied(open_daemons: Callable[..., 
     before, files = set(builder_dirs()), listing(context)
     denied(build_as_peer(daemon, {"context": str(context), "tag": tag}), "transport")
     assert_untouched(tag, before, (context, files))
+
+
+def test_add_of_a_url_is_denied_without_network(open_daemons: Callable[..., Any],
+                                                host: dict[str, Path], tag: str) -> None:
+    """buildah fetches ADD's URLs itself, from the host's network, whatever the build's
+    network (measured: a server on the host's 127.0.0.1 answered a build with network
+    none): a build without network may not ADD a URL. The host's server sees nothing."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"from the host\n")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/meta-data"
+        (host["context"] / "Dockerfile").write_text(f"FROM {BUSYBOX_IMAGE}\nADD {url} /m\n")
+        daemon = open_daemons(policy(host["roots"]))
+        denied(build_as_peer(daemon, {"context": str(host["context"]), "tag": tag}), "network")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert hits == [] and not image_exists(tag)
 
 
 def test_context_over_the_size_cap_is_denied(open_daemons: Callable[..., Any],

@@ -213,7 +213,8 @@ async def build(ctx: CallContext, params: m.Build) -> dict[str, Any]:
     call = BuildCall()
     query["cgroupparent"] = call.cgroup.parent
     tar = ContextTar(source, policy.max_build_context_bytes, call.stopped,
-                     functools.partial(check_dockerfile, build_args=build_args), _reader(ctx))
+                     functools.partial(check_dockerfile, build_args=build_args,
+                                       network=params.network), _reader(ctx))
     work = asyncio.ensure_future(ctx.pool.call(
         _run_build, call, tar, query, (ctx.pool.socket_name, ctx.pool.call_timeout),
         _line_sink(ctx, "build"), subject="image"))
