@@ -134,7 +134,7 @@ def test_stopping_an_upload_leaves_nothing(make_daemon: Callable[..., DaemonProc
     state_dir = daemon.directory / "run"
     assert daemon.process is not None
     before = set(builder_dirs()) | {str(p) for b in TEMP_DIRS for p in Path(b).glob("buildah*")}
-    disk_before = {p: used(p) for p in ("/tmp", "/var/tmp")}
+    disk_before = {p: used(p) for p in ("/tmp", "/var/tmp", str(daemon.directory))}
     rss_before = rss_bytes(daemon.process.pid)
     conn = daemon.connect()
     start_upload(conn, roots / "big", tag, before)
@@ -154,12 +154,19 @@ def test_stopping_an_upload_leaves_nothing(make_daemon: Callable[..., DaemonProc
     assert stopped["finished_upload"] is False and stopped["removed"], stopped
     assert wait_for(lambda: build_leftover_bytes(before, state_dir) < SLACK, 5), (
         f"{build_leftover_bytes(before, state_dir)} bytes left: {set(builder_dirs()) - before}")
-    assert time.monotonic() - replied <= 5.0
     assert not set(builder_dirs()) - before
-    grown = {p: used(p) - disk_before[p] for p in disk_before}
-    print(f"{how}: disk growth after stop {grown}, rss {rss_before >> 20} -> "
+
+    def grown() -> dict[str, int]:
+        return {p: used(p) - disk_before[p] for p in disk_before}
+
+    # df of the same filesystems: back within 10 MB (other sessions on this host write too,
+    # so it is polled within the same 5 s rather than read once)
+    settled = wait_for(lambda: all(g < SLACK for g in grown().values()),
+                       max(0.1, 5.0 - (time.monotonic() - replied)))
+    assert time.monotonic() - replied <= 5.5
+    print(f"{how}: disk growth after stop {grown()}, rss {rss_before >> 20} -> "
           f"{rss_bytes(daemon.process.pid) >> 20} MiB")
-    assert all(g < CONTEXT_MB << 20 >> 2 for g in grown.values()), grown  # other sessions write too
+    assert settled, grown()
     assert rss_bytes(daemon.process.pid) < rss_before + (30 << 20)
     assert podman("image", "exists", tag, check=False).returncode != 0
 
