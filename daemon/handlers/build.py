@@ -4,9 +4,12 @@ A build streams its context (daemon.handlers.build_context) as the chunked body
 of libpod's POST /build over a connection of its own, so the loop can end it:
 cancel, disconnect, deadline and shutdown set the build's stop signal (checked
 by the tar and the log reader) and shut the socket down, so a blocked send or
-read returns at once. libpod keeps an upload cut short in its temp directory
-(``libpod_builder*`` holding only ``tarBall``); the daemon removes those of its
-own interrupted uploads. libpod cancels a build whose connection closes.
+read returns at once. libpod abandons a build whose connection closes but lets
+the RUN step in progress run to its end, so the daemon kills that step's
+processes (daemon.handlers.build_cgroup); and libpod keeps an upload cut short
+in its temp directory (``libpod_builder*`` holding only ``tarBall``), so the
+daemon removes those of its own interrupted uploads
+(daemon.handlers.build_leftovers). A peer's tag may only name its own image.
 
 Both read Podman's JSON-lines stream themselves so ``progress`` can forward
 each line as it comes. Every built image is labelled with its creator's uid.
