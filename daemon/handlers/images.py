@@ -18,10 +18,13 @@ from urllib.parse import quote
 from daemon.context import CallContext
 from daemon.handlers import implements
 from daemon.handlers.containers import _iso
+from daemon.handlers.owned import image_missing, image_owner, may_see_image, visible_image
+from daemon.handlers.owned import image_or_none as _image_or_none
 from daemon.handlers.run_spec import parse_key_values
 from daemon.handlers.templates import render
+from daemon.labels import OWNER_UID
 from protocol import methods as m
-from protocol.errors import InvalidParams, PodmanError
+from protocol.errors import InvalidParams, PodmanError, PolicyDenied
 
 _BUILT_MARKER = re.compile(r"^[0-9a-f]{12,64}$")
 _LOG_KEEP = 10_000  # build log lines kept for the result
@@ -33,14 +36,6 @@ def _line_sink(ctx: CallContext, stream: str) -> Callable[[str], None]:
     if not ctx.want_progress:
         return lambda line: None
     return lambda line: loop.call_soon_threadsafe(ctx.progress, stream, line)
-
-
-def _image_or_none(client: Any, name: str) -> dict[str, Any] | None:
-    response = client.api.get(f"/images/{quote(name, safe='')}/json")
-    if response.status_code == 404:
-        return None
-    response.raise_for_status()
-    return response.json()
 
 
 def _inspect_image(client: Any, name: str) -> dict[str, Any]:
@@ -60,7 +55,8 @@ def _json_lines(response: Any) -> Iterator[dict[str, Any]]:
         response.close()
 
 
-def _build(client: Any, params: m.Build, on_line: Callable[[str], None]) -> dict[str, Any]:
+def _build(client: Any, params: m.Build, on_line: Callable[[str], None],
+           owner_uid: int) -> dict[str, Any]:
     """POST /build with the context as a tar, collecting the log; the built image's summary."""
     from podman import api  # lazy: importing podman is slow
 
@@ -68,7 +64,8 @@ def _build(client: Any, params: m.Build, on_line: Callable[[str], None]) -> dict
     query = client.images._render_params({  # noqa: SLF001 - podman-py's own param mapping
         "path": str(context), "dockerfile": params.file, "tag": params.tag,
         "nocache": params.no_cache or None, "platform": params.platform,
-        "buildargs": parse_key_values(params.build_args, "build_args")})
+        "buildargs": parse_key_values(params.build_args, "build_args"),
+        "labels": {OWNER_UID: str(owner_uid)}})
     query["dockerfile"] = api.prepare_containerfile(str(context), str(context / params.file))
     body = api.create_tar(anchor=str(context), exclude=api.prepare_containerignore(str(context)))
     response = client.api.post("/build", params=query, data=body, stream=True,
@@ -108,20 +105,22 @@ async def build(ctx: CallContext, params: m.Build) -> dict[str, Any]:
                     "platform": params.platform,
                     "logs": [f"Image {params.tag} exists; not rebuilt (use force)"],
                     "built": False}
-    return await ctx.pool.call(_build, params, _line_sink(ctx, "build"), subject="image")
+    return await ctx.pool.call(_build, params, _line_sink(ctx, "build"), ctx.peer_uid,
+                               subject="image")
 
 
 def _list_images(client: Any, all_: bool) -> list[dict[str, Any]]:
     response = client.api.get("/images/json", params={"all": "true" if all_ else "false"})
     response.raise_for_status()
-    return [{"id": i.get("Id", ""), "tags": i.get("RepoTags") or [], "size": i.get("Size", 0),
-             "created": _iso(i.get("Created")), "digest": i.get("Digest") or None}
-            for i in response.json() or []]
+    return response.json() or []  # type: ignore[no-any-return]
 
 
 @implements(m.Images)
 async def images(ctx: CallContext, params: m.Images) -> list[dict[str, Any]]:
-    return await ctx.pool.call(_list_images, params.all, subject="image")
+    found = await ctx.pool.call(_list_images, params.all, subject="image")
+    return [{"id": i.get("Id", ""), "tags": i.get("RepoTags") or [], "size": i.get("Size", 0),
+             "created": _iso(i.get("Created")), "digest": i.get("Digest") or None}
+            for i in found if may_see_image(ctx, i)]
 
 
 def _exists(client: Any, name: str) -> bool:
@@ -134,12 +133,20 @@ def _exists(client: Any, name: str) -> bool:
 
 @implements(m.Exists)
 async def exists(ctx: CallContext, params: m.Exists) -> bool:
+    if not ctx.is_admin:
+        return await visible_image(ctx, params.name) is not None
     return await ctx.pool.call(_exists, params.name, subject="image")
 
 
 @implements(m.Inspect)
 async def inspect(ctx: CallContext, params: m.Inspect) -> Any:
-    attrs = await ctx.pool.call(_inspect_image, params.name, subject="image")
+    if ctx.is_admin:
+        attrs = await ctx.pool.call(_inspect_image, params.name, subject="image")
+    else:
+        found = await visible_image(ctx, params.name)
+        if found is None:
+            raise image_missing(params.name)
+        attrs = found
     return render(attrs, params.format) if params.format else attrs
 
 
@@ -151,6 +158,13 @@ def _remove_image(client: Any, name: str, force: bool) -> None:
 
 @implements(m.Rmi)
 async def rmi(ctx: CallContext, params: m.Rmi) -> dict[str, str]:
+    if not ctx.is_admin:  # only images this peer built
+        attrs = await ctx.pool.call(_image_or_none, params.name, subject="image")
+        if attrs is None or image_owner(attrs) != str(ctx.peer_uid):
+            raise image_missing(params.name)
+        if params.force:  # force would remove other peers' containers that use it
+            raise PolicyDenied("Denied by policy (rmi_force): only admin may force-remove an "
+                               "image", {"rule": "rmi_force"})
     await ctx.pool.call(_remove_image, params.name, params.force, subject="image")
     return {"image": params.name, "message": "Image deleted successfully"}
 
