@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from typing import Any, Callable, Iterator
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import structlog
 
@@ -40,6 +40,7 @@ from daemon.handlers import implements
 from daemon.handlers.build_cgroup import BuildCgroup
 from daemon.handlers.build_context import ContextTar, Reader, Stopped
 from daemon.handlers.build_leftovers import remove_interrupted_uploads
+from daemon.handlers.owned import image_or_none, image_owner
 from daemon.handlers.run_spec import parse_key_values
 from daemon.podman_http import API_PREFIX
 from daemon.policy_rules import deny
@@ -60,14 +61,6 @@ def _line_sink(ctx: CallContext, stream: str) -> Callable[[str], None]:
     if not ctx.want_progress:
         return lambda line: None
     return lambda line: loop.call_soon_threadsafe(ctx.progress, stream, line)
-
-
-def _image_or_none(client: Any, name: str) -> dict[str, Any] | None:
-    response = client.api.get(f"/images/{quote(name, safe='')}/json")
-    if response.status_code == 404:
-        return None
-    response.raise_for_status()
-    return response.json()  # type: ignore[no-any-return]
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
@@ -170,7 +163,7 @@ def _run_build(client: Any, call: BuildCall, tar: ContextTar, query: dict[str, s
                 on_line(line)
     finally:
         conn.close()
-    attrs = _image_or_none(client, image_id) if image_id else None
+    attrs = image_or_none(client, image_id) if image_id else None
     if attrs is None:
         raise PodmanError("Build ended without an image", {"status": None, "logs": logs[-50:]})
     return {"image_id": attrs.get("Id", image_id), "tags": attrs.get("RepoTags") or [],
@@ -183,9 +176,8 @@ async def _existing_tag(ctx: CallContext, tag: str | None) -> dict[str, Any] | N
     A tag is a name others run: only the image's owner (its ``io.podman-rpc.uid``
     label) or an admin may point it at a new build.
     """
-    existing = await ctx.pool.call(_image_or_none, tag, subject="image") if tag else None
-    owner = (existing.get("Labels") or {}).get(labels.OWNER_UID) if existing else None
-    if existing is not None and not ctx.is_admin and owner != str(ctx.peer_uid):
+    existing = await ctx.pool.call(image_or_none, tag, subject="image") if tag else None
+    if existing is not None and not ctx.is_admin and image_owner(existing) != str(ctx.peer_uid):
         raise deny("tag_owner", f"{str(tag)[:200]!r} names an image another user owns",
                    tag=str(tag)[:200])
     return existing

@@ -8,8 +8,11 @@ from urllib.parse import quote
 from daemon.context import CallContext
 from daemon.handlers import implements
 from daemon.handlers.containers import _iso
+from daemon.handlers.owned import image_missing, image_owner, may_see_image, visible_image
+from daemon.handlers.owned import image_or_none as _image_or_none
 from daemon.handlers.templates import render
 from protocol import methods as m
+from protocol.errors import PolicyDenied
 
 
 def _inspect_image(client: Any, name: str) -> dict[str, Any]:
@@ -21,14 +24,15 @@ def _inspect_image(client: Any, name: str) -> dict[str, Any]:
 def _list_images(client: Any, all_: bool) -> list[dict[str, Any]]:
     response = client.api.get("/images/json", params={"all": "true" if all_ else "false"})
     response.raise_for_status()
-    return [{"id": i.get("Id", ""), "tags": i.get("RepoTags") or [], "size": i.get("Size", 0),
-             "created": _iso(i.get("Created")), "digest": i.get("Digest") or None}
-            for i in response.json() or []]
+    return response.json() or []  # type: ignore[no-any-return]
 
 
 @implements(m.Images)
 async def images(ctx: CallContext, params: m.Images) -> list[dict[str, Any]]:
-    return await ctx.pool.call(_list_images, params.all, subject="image")
+    found = await ctx.pool.call(_list_images, params.all, subject="image")
+    return [{"id": i.get("Id", ""), "tags": i.get("RepoTags") or [], "size": i.get("Size", 0),
+             "created": _iso(i.get("Created")), "digest": i.get("Digest") or None}
+            for i in found if may_see_image(ctx, i)]
 
 
 def _exists(client: Any, name: str) -> bool:
@@ -41,12 +45,20 @@ def _exists(client: Any, name: str) -> bool:
 
 @implements(m.Exists)
 async def exists(ctx: CallContext, params: m.Exists) -> bool:
+    if not ctx.is_admin:
+        return await visible_image(ctx, params.name) is not None
     return await ctx.pool.call(_exists, params.name, subject="image")
 
 
 @implements(m.Inspect)
 async def inspect(ctx: CallContext, params: m.Inspect) -> Any:
-    attrs = await ctx.pool.call(_inspect_image, params.name, subject="image")
+    if ctx.is_admin:
+        attrs = await ctx.pool.call(_inspect_image, params.name, subject="image")
+    else:
+        found = await visible_image(ctx, params.name)
+        if found is None:
+            raise image_missing(params.name)
+        attrs = found
     return render(attrs, params.format) if params.format else attrs
 
 
@@ -58,6 +70,13 @@ def _remove_image(client: Any, name: str, force: bool) -> None:
 
 @implements(m.Rmi)
 async def rmi(ctx: CallContext, params: m.Rmi) -> dict[str, str]:
+    if not ctx.is_admin:  # only images this peer built
+        attrs = await ctx.pool.call(_image_or_none, params.name, subject="image")
+        if attrs is None or image_owner(attrs) != str(ctx.peer_uid):
+            raise image_missing(params.name)
+        if params.force:  # force would remove other peers' containers that use it
+            raise PolicyDenied("Denied by policy (rmi_force): only admin may force-remove an "
+                               "image", {"rule": "rmi_force"})
     await ctx.pool.call(_remove_image, params.name, params.force, subject="image")
     return {"image": params.name, "message": "Image deleted successfully"}
 

@@ -17,6 +17,7 @@ from typing import Any
 from daemon.context import CallContext
 from daemon.handlers import implements, libpod
 from daemon.handlers.output import OutputCapture
+from daemon.handlers.owned import image_missing, visible_image
 from daemon.handlers.run_spec import create_body
 from daemon.labels import container_labels
 from daemon.policy import check_run_spec
@@ -57,6 +58,8 @@ class Runner:
 
     async def execute(self) -> dict[str, Any]:
         check_run_spec(self.body, self.ctx.config.policy)  # PolicyDenied before create
+        if not self.ctx.is_admin and await visible_image(self.ctx, self.params.image) is None:
+            raise image_missing(self.params.image)  # another peer's build is not there for it
         pool = self.ctx.pool
         creating = asyncio.ensure_future(pool.call(libpod.create, self.body, subject="image"))
         try:
