@@ -1,6 +1,6 @@
 """Clients for the podman-rpc daemon. Importing them never imports uvloop, podman-py or structlog.
 
-    from clients import Client
+    from podman_rpc import Client
     with Client() as client:                 # $PODMAN_RPC_SOCKET or the default socket
         print(client.ping())                 # "Pong"
         out = client.run(image="localhost/busybox:latest", command="echo hi")
@@ -15,9 +15,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_LAZY = {"AsyncClient": "clients.aio", "Call": "clients.aio", "Client": "clients.sync",
-         "ConnectionLost": "clients._core", "Progress": "clients._core",
-         "default_socket": "clients._core", "errors": "protocol.errors"}
+_LAZY = {"AsyncClient": "podman_rpc.aio", "Call": "podman_rpc.aio", "Client": "podman_rpc.sync",
+         "ConnectionLost": "podman_rpc._core", "Progress": "podman_rpc._core",
+         "default_socket": "podman_rpc._core", "errors": "podman_rpc.protocol.errors"}
 
 __all__ = sorted(_LAZY)
 

@@ -14,9 +14,9 @@ from typing import Any, Callable, NamedTuple
 
 import orjson
 
-from protocol.errors import RpcError, error_from_wire
-from protocol.framing import OVERSIZE, LineDecoder, encode
-from protocol.registry import METHODS, MethodSpec
+from podman_rpc.protocol.errors import RpcError, error_from_wire
+from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, encode
+from podman_rpc.protocol.registry import METHODS, MethodSpec
 
 PROGRESS_METHOD = "$/progress"
 CANCEL_METHOD = "$/cancelRequest"

@@ -13,11 +13,11 @@ import itertools
 import os
 from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 
-from clients._core import (ConnectionLost, Progress, ProgressCallback, Router, Waiter,
+from podman_rpc._core import (ConnectionLost, Progress, ProgressCallback, Router, Waiter,
                            default_socket, encode_cancel, encode_notification, encode_request,
                            has_progress, outcome, prepare_params, unwrap,
                            settler, with_registry_methods)
-from protocol.registry import METHODS, MethodSpec
+from podman_rpc.protocol.registry import METHODS, MethodSpec
 
 Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter, Any]]]
 

@@ -13,13 +13,13 @@ from typing import Any, Sequence
 
 import orjson
 
-from clients._core import default_socket, has_progress
-from clients.follow import Follower
+from podman_rpc._core import default_socket, has_progress
+from podman_rpc.follow import Follower
 
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from daemon.main import serve  # the daemon's dependencies load only here
+        from podman_rpc.daemon.main import serve  # the daemon's dependencies load only here
     except ModuleNotFoundError as exc:
         print(f"podman-rpc serve: {exc.name} is missing; the daemon needs the `daemon` extra:"
               " pip install 'podman-rpc[daemon]'", file=sys.stderr)
@@ -32,7 +32,7 @@ def _print_json(value: Any, stream: Any) -> None:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from clients.sync import Client
+    from podman_rpc.sync import Client
 
     return Client(args.socket)
 
@@ -43,8 +43,8 @@ def _unreachable(command: str, path: str, exc: OSError) -> int:
 
 
 def _call(args: argparse.Namespace) -> int:
-    from protocol.errors import RpcError
-    from protocol.registry import METHODS
+    from podman_rpc.protocol.errors import RpcError
+    from podman_rpc.protocol.registry import METHODS
 
     try:
         params = orjson.loads(args.params) if args.params else None
@@ -153,13 +153,13 @@ def _describe(args: argparse.Namespace) -> int:
 
 
 def _bridge(args: argparse.Namespace) -> int:
-    from clients.bridge import bridge
+    from podman_rpc.bridge import bridge
 
     return bridge(args.socket)
 
 
 def _compat(args: argparse.Namespace) -> int:
-    from clients.compat import main as compat_main
+    from podman_rpc.compat import main as compat_main
 
     return compat_main(args.rest, prog="podman-rpc compat")
 
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["compat"]:  # every later argument is the old CLI's, options included
-        from clients.compat import main as compat_main
+        from podman_rpc.compat import main as compat_main
 
         return compat_main(argv[1:], prog="podman-rpc compat")
     args = build_parser().parse_args(argv)

@@ -26,9 +26,9 @@ import os
 import sys
 from typing import Any, Sequence
 
-from clients._core import default_socket
-from clients.sync import Client
-from protocol.errors import ContainerFailed, RpcError
+from podman_rpc._core import default_socket
+from podman_rpc.sync import Client
+from podman_rpc.protocol.errors import ContainerFailed, RpcError
 
 
 def build_parser(prog: str = "podman_client.py") -> argparse.ArgumentParser:

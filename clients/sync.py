@@ -14,12 +14,12 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Iterable, Sequence
 
-from clients._core import (ConnectionLost, ProgressCallback, Router, Waiter, default_socket,
+from podman_rpc._core import (ConnectionLost, ProgressCallback, Router, Waiter, default_socket,
                            encode_cancel, encode_notification,
                            encode_request, outcome, prepare_params, unwrap,
                            settler, with_registry_methods)
-from clients._streams import ProcessStream, SocketStream, Stream
-from protocol.registry import MethodSpec
+from podman_rpc._streams import ProcessStream, SocketStream, Stream
+from podman_rpc.protocol.registry import MethodSpec
 
 
 class _Session:

@@ -1,5 +1,5 @@
 import sys
 
-from clients.cli import main
+from podman_rpc.cli import main
 
 sys.exit(main(["serve", *sys.argv[1:]]))

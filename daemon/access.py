@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import structlog
 
-from protocol.errors import PolicyDenied, RpcError
-from protocol.registry import METHODS, MethodSpec, Role
+from podman_rpc.protocol.errors import PolicyDenied, RpcError
+from podman_rpc.protocol.registry import METHODS, MethodSpec, Role
 
 if TYPE_CHECKING:
-    from daemon.transport import Connection, Peer
+    from podman_rpc.daemon.transport import Connection, Peer
 
 log = structlog.get_logger("podman_rpc.access")
 

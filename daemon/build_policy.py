@@ -22,9 +22,9 @@ from typing import Any, Mapping
 
 import orjson
 
-from daemon.policy import PolicyConfig
-from daemon.policy_rules import deny
-from protocol.errors import InvalidParams
+from podman_rpc.daemon.policy import PolicyConfig
+from podman_rpc.daemon.policy_rules import deny
+from podman_rpc.protocol.errors import InvalidParams
 
 # containers/image transports; "name:rest" with one of these names is not a registry reference.
 TRANSPORTS = frozenset({

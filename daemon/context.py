@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 
-from daemon.config import Config
-from daemon.lanes import Lane as LaneSlots
-from daemon.podman_pool import PodmanPool
-from protocol.envelope import PROTOCOL_VERSION
-from protocol.errors import Overloaded, RpcError, ShuttingDown
-from protocol.registry import METHODS, Lane, MethodSpec, Role
+from podman_rpc.daemon.config import Config
+from podman_rpc.daemon.lanes import Lane as LaneSlots
+from podman_rpc.daemon.podman_pool import PodmanPool
+from podman_rpc.protocol.envelope import PROTOCOL_VERSION
+from podman_rpc.protocol.errors import Overloaded, RpcError, ShuttingDown
+from podman_rpc.protocol.registry import METHODS, Lane, MethodSpec, Role
 
 if TYPE_CHECKING:
-    from daemon.transport import Connection
+    from podman_rpc.daemon.transport import Connection
 
 DAEMON_VERSION = "0.1.0"
 

@@ -18,7 +18,7 @@ from typing import Callable
 
 import structlog
 
-from daemon.context import DaemonState
+from podman_rpc.daemon.context import DaemonState
 
 log = structlog.get_logger("podman_rpc.idle")
 

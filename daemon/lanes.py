@@ -17,8 +17,8 @@ import contextlib
 from collections import deque
 from typing import AsyncContextManager, AsyncIterator, Callable
 
-from daemon.config import LaneConfig
-from protocol.errors import Overloaded
+from podman_rpc.daemon.config import LaneConfig
+from podman_rpc.protocol.errors import Overloaded
 
 
 _NO_SLOT: AsyncContextManager[None] = contextlib.nullcontext()

@@ -6,10 +6,10 @@ import argparse
 import sys
 import threading
 
-from daemon.config import load_config
-from daemon.heap import keep_freed_heap
-from daemon.logs import configure_logging
-from daemon.server import Server, hard_exit
+from podman_rpc.daemon.config import load_config
+from podman_rpc.daemon.heap import keep_freed_heap
+from podman_rpc.daemon.logs import configure_logging
+from podman_rpc.daemon.server import Server, hard_exit
 
 
 def serve(args: argparse.Namespace) -> int:

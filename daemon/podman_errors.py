@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-from protocol.errors import (Conflict, InvalidParams, NotFound, PodmanError,
+from podman_rpc.protocol.errors import (Conflict, InvalidParams, NotFound, PodmanError,
                              PodmanUnavailable, RpcError)
 
 

@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from daemon.podman_errors import map_podman_errors
-from daemon.podman_http import PodmanHTTP
-from protocol.errors import PodmanUnavailable
+from podman_rpc.daemon.podman_errors import map_podman_errors
+from podman_rpc.daemon.podman_http import PodmanHTTP
+from podman_rpc.protocol.errors import PodmanUnavailable
 
 T = TypeVar("T")
 

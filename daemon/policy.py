@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from daemon.policy_rules import (check_caps, check_devices, check_image, check_mounts,
+from podman_rpc.daemon.policy_rules import (check_caps, check_devices, check_image, check_mounts,
                                  check_namespaces, check_network, check_ports,
                                  check_resources, deny, fold, present)
 

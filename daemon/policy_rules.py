@@ -11,10 +11,10 @@ import stat
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Mapping
 
-from protocol.errors import PolicyDenied
+from podman_rpc.protocol.errors import PolicyDenied
 
 if TYPE_CHECKING:
-    from daemon.policy import PolicyConfig
+    from podman_rpc.daemon.policy import PolicyConfig
 
 _RESOURCE_KEYS = {"memory", "cpu", "pids"}
 _MEMORY_KEYS = {"limit", "swap", "reservation", "swappiness", "kernel", "kerneltcp",

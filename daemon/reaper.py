@@ -33,9 +33,9 @@ from typing import Any, Callable
 
 import structlog
 
-from daemon.context import DaemonState, instance_alive
-from daemon.labels import AUTO_REMOVE, DEADLINE, INSTANCE, OWNER, OWNER_VALUE, REQUEST
-from protocol.errors import NotFound, RpcError
+from podman_rpc.daemon.context import DaemonState, instance_alive
+from podman_rpc.daemon.labels import AUTO_REMOVE, DEADLINE, INSTANCE, OWNER, OWNER_VALUE, REQUEST
+from podman_rpc.protocol.errors import NotFound, RpcError
 
 log = structlog.get_logger("podman_rpc.reaper")
 

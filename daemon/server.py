@@ -15,18 +15,18 @@ from typing import NoReturn
 
 import structlog
 
-from daemon import access
-from daemon.config import Config
-from daemon.context import DAEMON_VERSION, DaemonState
-from daemon.dispatch import CANCEL_SHUTDOWN, Dispatcher
-from daemon.embedded import EmbeddedPodman, podman_answers
-from daemon.handlers import load_handlers
-from daemon.heartbeat import Heartbeat
-from daemon.idle import IdleTimer, busy_reason
-from daemon.podman_pool import PodmanPool
-from daemon.reaper import Reaper
-from daemon.systemd import Notifier, activation_socket
-from daemon.transport import Connection
+from podman_rpc.daemon import access
+from podman_rpc.daemon.config import Config
+from podman_rpc.daemon.context import DAEMON_VERSION, DaemonState
+from podman_rpc.daemon.dispatch import CANCEL_SHUTDOWN, Dispatcher
+from podman_rpc.daemon.embedded import EmbeddedPodman, podman_answers
+from podman_rpc.daemon.handlers import load_handlers
+from podman_rpc.daemon.heartbeat import Heartbeat
+from podman_rpc.daemon.idle import IdleTimer, busy_reason
+from podman_rpc.daemon.podman_pool import PodmanPool
+from podman_rpc.daemon.reaper import Reaper
+from podman_rpc.daemon.systemd import Notifier, activation_socket
+from podman_rpc.daemon.transport import Connection
 
 log = structlog.get_logger("podman_rpc.server")
 
@@ -200,7 +200,7 @@ class Server:
     async def _fetch_podman_version(self) -> None:
         assert self.state is not None
         try:
-            from daemon.handlers.system import podman_version
+            from podman_rpc.daemon.handlers.system import podman_version
 
             self.state.podman_version = await self.state.pool.call(podman_version)
             log.info("podman version", podman_version=self.state.podman_version)

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
-from daemon.dispatch import CANCEL_CLIENT, CANCEL_DISCONNECT, CANCEL_SHUTDOWN, Dispatcher, reject
-from protocol.envelope import BadRequest, Request, error_reply, frame_parser, result_reply
-from protocol.errors import (InvalidParams, InvalidRequest, RequestCancelled, RpcError,
+from podman_rpc.daemon.dispatch import CANCEL_CLIENT, CANCEL_DISCONNECT, CANCEL_SHUTDOWN, Dispatcher, reject
+from podman_rpc.protocol.envelope import BadRequest, Request, error_reply, frame_parser, result_reply
+from podman_rpc.protocol.errors import (InvalidParams, InvalidRequest, RequestCancelled, RpcError,
                              ShuttingDown)
-from protocol.framing import OVERSIZE, LineDecoder, embedded, encode
+from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, embedded, encode
 
 if TYPE_CHECKING:
-    from daemon.context import CallContext, DaemonState
+    from podman_rpc.daemon.context import CallContext, DaemonState
 
 log = structlog.get_logger("podman_rpc.connection")
 

@@ -10,8 +10,8 @@ from typing import Any, Callable, Union
 
 import orjson
 
-from protocol.errors import InvalidParams, InvalidRequest, ParseError, RpcError
-from protocol.framing import LINE_OPTION
+from podman_rpc.protocol.errors import InvalidParams, InvalidRequest, ParseError, RpcError
+from podman_rpc.protocol.framing import LINE_OPTION
 
 _dumps = orjson.dumps
 PROTOCOL_VERSION = "1.0"

@@ -19,8 +19,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from protocol.errors import InvalidParams, error_table
-from protocol.schema import Param, check, json_schema, unwrap
+from podman_rpc.protocol.errors import InvalidParams, error_table
+from podman_rpc.protocol.schema import Param, check, json_schema, unwrap
 
 _REQUIRED = dataclasses.MISSING
 

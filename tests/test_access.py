@@ -19,11 +19,11 @@ from typing import Any, Iterator
 import orjson
 import pytest
 
-from daemon.access import (ADMIN, READ, RUN, AccessConfig, AccessControl, access_from_mapping,
+from podman_rpc.daemon.access import (ADMIN, READ, RUN, AccessConfig, AccessControl, access_from_mapping,
                            install, peer_groups)
-from daemon.transport import Peer
-from protocol.errors import PolicyDenied
-from protocol.registry import METHODS
+from podman_rpc.daemon.transport import Peer
+from podman_rpc.protocol.errors import PolicyDenied
+from podman_rpc.protocol.registry import METHODS
 from tests.rig.peer import as_peer, request
 
 NOBODY = 65534

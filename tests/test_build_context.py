@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon.build_policy import BuildSource, build_namespace, check_dockerfile, resolve_source
-from daemon.handlers.build_context import ContextTar, Reader, Stopped
-from daemon.handlers.build_leftovers import remove_interrupted_uploads
-from daemon.policy import PolicyConfig, policy_from_mapping
-from protocol.errors import InvalidParams, PolicyDenied
+from podman_rpc.daemon.build_policy import BuildSource, build_namespace, check_dockerfile, resolve_source
+from podman_rpc.daemon.handlers.build_context import ContextTar, Reader, Stopped
+from podman_rpc.daemon.handlers.build_leftovers import remove_interrupted_uploads
+from podman_rpc.daemon.policy import PolicyConfig, policy_from_mapping
+from podman_rpc.protocol.errors import InvalidParams, PolicyDenied
 
 
 def make_tar(src: BuildSource, limit: int, stop: threading.Event | None = None,

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from daemon.handlers.build_leftovers import builder_dirs
+from podman_rpc.daemon.handlers.build_leftovers import builder_dirs
 from tests.rig.peer import GROUP_ACCESS, PEER_UID, as_peer, request
 from tests.rig.podman import BUSYBOX_IMAGE, podman
 

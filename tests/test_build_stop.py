@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from daemon.handlers.build_leftovers import TEMP_DIRS, builder_dirs
+from podman_rpc.daemon.handlers.build_leftovers import TEMP_DIRS, builder_dirs
 from tests.rig.daemon import DaemonProcess, RawConnection
 from tests.rig.podman import BUSYBOX_IMAGE, podman
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from clients import AsyncClient, Client, ConnectionLost, Progress
-from protocol import errors
-from protocol.registry import METHODS
+from podman_rpc import AsyncClient, Client, ConnectionLost, Progress
+from podman_rpc.protocol import errors
+from podman_rpc.protocol.registry import METHODS
 from tests.rig.daemon import REPO, DaemonProcess
 from tests.rig.podman import podman
 
@@ -355,8 +355,8 @@ def test_clients_import_and_call_without_daemon_dependencies(daemon: DaemonProce
         sys.meta_path.insert(0, Blocker())
         import asyncio
         import clients
-        from clients import AsyncClient, Client
-        from clients import cli, compat
+        from podman_rpc import AsyncClient, Client
+        from podman_rpc import cli, compat
         path = {str(daemon.socket_path)!r}
         assert Client(path).ping() == "Pong"
 

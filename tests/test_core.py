@@ -136,7 +136,7 @@ def test_rpc_discover_is_served(conn: RawConnection) -> None:
 
 
 def _cli(*args: str, socket_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "clients.cli", *args, "--socket", str(socket_path)],
+    return subprocess.run([sys.executable, "-m", "podman_rpc.cli", *args, "--socket", str(socket_path)],
                           capture_output=True, text=True, timeout=60, cwd=REPO)
 
 
@@ -248,7 +248,7 @@ def _pids_with_arg(arg: str, parent: int | None = None) -> list[int]:
 
 
 def _answers(path: Path) -> bool:
-    from daemon.embedded import podman_answers
+    from podman_rpc.daemon.embedded import podman_answers
 
     return podman_answers(path)
 

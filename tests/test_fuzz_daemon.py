@@ -18,9 +18,9 @@ from typing import Any, Callable
 import orjson
 import pytest
 
-from protocol.envelope import Request, frame_items, parse_frame
-from protocol.errors import ERRORS_BY_CODE
-from protocol.registry import METHODS
+from podman_rpc.protocol.envelope import Request, frame_items, parse_frame
+from podman_rpc.protocol.errors import ERRORS_BY_CODE
+from podman_rpc.protocol.registry import METHODS
 from tests.rig.daemon import DaemonProcess, RawConnection
 from tests.rig.shapes import nested
 

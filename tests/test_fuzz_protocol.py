@@ -21,16 +21,16 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.config import Config
-from daemon.context import DaemonState
-from daemon.dispatch import Dispatcher
-from daemon.podman_pool import PodmanPool
-from daemon.transport import Connection
-from protocol.envelope import BadRequest, Request, error_reply, frame_items, parse_frame
-from protocol.errors import ERRORS_BY_CODE, InvalidParams
-from protocol.framing import OVERSIZE, LineDecoder, encode
-from protocol.registry import METHODS, Lane
-from protocol.schema import unwrap
+from podman_rpc.daemon.config import Config
+from podman_rpc.daemon.context import DaemonState
+from podman_rpc.daemon.dispatch import Dispatcher
+from podman_rpc.daemon.podman_pool import PodmanPool
+from podman_rpc.daemon.transport import Connection
+from podman_rpc.protocol.envelope import BadRequest, Request, error_reply, frame_items, parse_frame
+from podman_rpc.protocol.errors import ERRORS_BY_CODE, InvalidParams
+from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, encode
+from podman_rpc.protocol.registry import METHODS, Lane
+from podman_rpc.protocol.schema import unwrap
 from tests.rig.shapes import nested
 from tests.rig.transport import RecordingTransport
 

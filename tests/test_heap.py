@@ -14,7 +14,7 @@ from typing import Callable
 import pytest
 
 from bench.clients import pipelined_throughput
-from daemon.heap import keep_freed_heap
+from podman_rpc.daemon.heap import keep_freed_heap
 from tests.rig.daemon import DaemonProcess
 
 pytestmark = pytest.mark.podman

@@ -12,9 +12,9 @@ from typing import Any, Callable
 
 import pytest
 
-from daemon.config import load_config
-from daemon.policy import PolicyConfig, check_run_spec, parse_size, policy_from_mapping
-from protocol.errors import PolicyDenied
+from podman_rpc.daemon.config import load_config
+from podman_rpc.daemon.policy import PolicyConfig, check_run_spec, parse_size, policy_from_mapping
+from podman_rpc.protocol.errors import PolicyDenied
 
 SAFE: dict[str, Any] = {
     "image": "localhost/busybox:latest",

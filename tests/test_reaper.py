@@ -14,9 +14,9 @@ from typing import Any, Callable
 
 import pytest
 
-from daemon.context import process_start_ticks
-from daemon.labels import AUTO_REMOVE, DEADLINE, INSTANCE, OWNER, OWNER_VALUE, REQUEST
-from daemon.reaper import DEADLINE_GRACE, verdict
+from podman_rpc.daemon.context import process_start_ticks
+from podman_rpc.daemon.labels import AUTO_REMOVE, DEADLINE, INSTANCE, OWNER, OWNER_VALUE, REQUEST
+from podman_rpc.daemon.reaper import DEADLINE_GRACE, verdict
 from tests.rig.daemon import DaemonProcess
 from tests.rig.podman import BUSYBOX_IMAGE, podman
 

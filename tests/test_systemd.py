@@ -189,8 +189,8 @@ def test_idle_exit_called_off_when_work_arrives_keeps_serving(tmp_path: Path,
     """The race path: a connection accepted while the listener closes cancels the exit."""
     import asyncio
 
-    from daemon.config import load_config
-    from daemon.server import Server
+    from podman_rpc.daemon.config import load_config
+    from podman_rpc.daemon.server import Server
 
     config = load_config(overrides={"socket_path": tmp_path / "rpc.sock",
                                     "podman_socket": podman_service.socket_path,

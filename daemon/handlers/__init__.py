@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Awaitable, Callable, Union
 
-from protocol.registry import METHODS, Lane, Params
+from podman_rpc.protocol.registry import METHODS, Lane, Params
 
 AsyncHandler = Callable[[Any, Any], Awaitable[Any]]
 LocalHandler = Callable[[Any, Any], Any]
@@ -50,9 +50,9 @@ def load_handlers() -> dict[str, Handler]:
 
     for module in ("system", "images", "build", "containers"):
         try:
-            importlib.import_module(f"daemon.handlers.{module}")
+            importlib.import_module(f"podman_rpc.daemon.handlers.{module}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"daemon.handlers.{module}":
+            if exc.name != f"podman_rpc.daemon.handlers.{module}":
                 raise
     return HANDLERS
 

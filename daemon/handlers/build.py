@@ -31,21 +31,21 @@ from urllib.parse import urlencode
 
 import structlog
 
-from daemon import labels
-from daemon.access import peer_groups
-from daemon.build_policy import (build_namespace, check_dockerfile, check_pull_reference,
+from podman_rpc.daemon import labels
+from podman_rpc.daemon.access import peer_groups
+from podman_rpc.daemon.build_policy import (build_namespace, check_dockerfile, check_pull_reference,
                                   resolve_source)
-from daemon.context import CallContext
-from daemon.handlers import implements
-from daemon.handlers.build_cgroup import BuildCgroup
-from daemon.handlers.build_context import ContextTar, Reader, Stopped
-from daemon.handlers.build_leftovers import remove_interrupted_uploads
-from daemon.handlers.owned import image_or_none, image_owner
-from daemon.handlers.run_spec import parse_key_values
-from daemon.podman_http import API_PREFIX
-from daemon.policy_rules import deny
-from protocol import methods as m
-from protocol.errors import PodmanError
+from podman_rpc.daemon.context import CallContext
+from podman_rpc.daemon.handlers import implements
+from podman_rpc.daemon.handlers.build_cgroup import BuildCgroup
+from podman_rpc.daemon.handlers.build_context import ContextTar, Reader, Stopped
+from podman_rpc.daemon.handlers.build_leftovers import remove_interrupted_uploads
+from podman_rpc.daemon.handlers.owned import image_or_none, image_owner
+from podman_rpc.daemon.handlers.run_spec import parse_key_values
+from podman_rpc.daemon.podman_http import API_PREFIX
+from podman_rpc.daemon.policy_rules import deny
+from podman_rpc.protocol import methods as m
+from podman_rpc.protocol.errors import PodmanError
 
 log = structlog.get_logger("podman_rpc.build")
 

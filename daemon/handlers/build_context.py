@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from typing import Callable, Iterator
 
-from daemon.build_policy import MAX_DOCKERFILE_BYTES, BuildSource
-from daemon.policy_rules import deny
-from protocol.errors import InvalidParams
+from podman_rpc.daemon.build_policy import MAX_DOCKERFILE_BYTES, BuildSource
+from podman_rpc.daemon.policy_rules import deny
+from podman_rpc.protocol.errors import InvalidParams
 
 CHUNK = 1 << 20
 IGNORE_FILES = (".containerignore", ".dockerignore")

@@ -10,13 +10,13 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from daemon.context import CallContext
-from daemon.handlers import implements, libpod
-from daemon.handlers.owned import owned_container, owner_filter
-from daemon.handlers import run as _run  # noqa: F401 - registers ``run``
-from daemon.handlers.output import OutputCapture
-from protocol import methods as m
-from protocol.errors import Timeout
+from podman_rpc.daemon.context import CallContext
+from podman_rpc.daemon.handlers import implements, libpod
+from podman_rpc.daemon.handlers.owned import owned_container, owner_filter
+from podman_rpc.daemon.handlers import run as _run  # noqa: F401 - registers ``run``
+from podman_rpc.daemon.handlers.output import OutputCapture
+from podman_rpc.protocol import methods as m
+from podman_rpc.protocol.errors import Timeout
 
 
 def _iso(value: Any) -> str:

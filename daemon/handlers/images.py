@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from daemon.context import CallContext
-from daemon.handlers import implements
-from daemon.handlers.containers import _iso
-from daemon.handlers.owned import image_missing, image_owner, may_see_image, visible_image
-from daemon.handlers.owned import image_or_none as _image_or_none
-from daemon.handlers.templates import render
-from protocol import methods as m
-from protocol.errors import PolicyDenied
+from podman_rpc.daemon.context import CallContext
+from podman_rpc.daemon.handlers import implements
+from podman_rpc.daemon.handlers.containers import _iso
+from podman_rpc.daemon.handlers.owned import image_missing, image_owner, may_see_image, visible_image
+from podman_rpc.daemon.handlers.owned import image_or_none as _image_or_none
+from podman_rpc.daemon.handlers.templates import render
+from podman_rpc.protocol import methods as m
+from podman_rpc.protocol.errors import PolicyDenied
 
 
 def _inspect_image(client: Any, name: str) -> dict[str, Any]:

@@ -22,9 +22,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from daemon.context import CallContext
-from daemon.labels import OWNER_UID
-from protocol.errors import NotFound
+from podman_rpc.daemon.context import CallContext
+from podman_rpc.daemon.labels import OWNER_UID
+from podman_rpc.protocol.errors import NotFound
 
 
 def container_missing(name: str) -> NotFound:
