@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
-from protocol.errors import RpcError, error_from_wire
-from protocol.framing import OVERSIZE, LineDecoder, encode
-from protocol.registry import METHODS, MethodSpec
+from podman_rpc.protocol.errors import RpcError, error_from_wire
+from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, encode
+from podman_rpc.protocol.registry import METHODS, MethodSpec
 
 PROGRESS_METHOD = "$/progress"
 CANCEL_METHOD = "$/cancelRequest"

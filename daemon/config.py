@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from daemon.access import AccessConfig, access_from_mapping
-from daemon.policy import PolicyConfig, policy_from_mapping
-from protocol.registry import Lane
+from podman_rpc.daemon.access import AccessConfig, access_from_mapping
+from podman_rpc.daemon.policy import PolicyConfig, policy_from_mapping
+from podman_rpc.protocol.registry import Lane
 
 
 def default_runtime_dir() -> Path:

@@ -12,18 +12,18 @@ from pathlib import Path
 
 import structlog
 
-from daemon import access
-from daemon.config import Config
-from daemon.context import DAEMON_VERSION, DaemonState
-from daemon.dispatch import CANCEL_SHUTDOWN, Dispatcher
-from daemon.embedded import EmbeddedPodman, podman_answers
-from daemon.handlers import load_handlers
-from daemon.heartbeat import Heartbeat
-from daemon.idle import IdleTimer, busy_reason
-from daemon.podman_pool import PodmanPool
-from daemon.reaper import Reaper
-from daemon.systemd import Notifier, activation_socket
-from daemon.transport import Connection
+from podman_rpc.daemon import access
+from podman_rpc.daemon.config import Config
+from podman_rpc.daemon.context import DAEMON_VERSION, DaemonState
+from podman_rpc.daemon.dispatch import CANCEL_SHUTDOWN, Dispatcher
+from podman_rpc.daemon.embedded import EmbeddedPodman, podman_answers
+from podman_rpc.daemon.handlers import load_handlers
+from podman_rpc.daemon.heartbeat import Heartbeat
+from podman_rpc.daemon.idle import IdleTimer, busy_reason
+from podman_rpc.daemon.podman_pool import PodmanPool
+from podman_rpc.daemon.reaper import Reaper
+from podman_rpc.daemon.systemd import Notifier, activation_socket
+from podman_rpc.daemon.transport import Connection
 
 log = structlog.get_logger("podman_rpc.server")
 
@@ -151,7 +151,8 @@ class Server:
         log.info("serving", socket=str(self._owned_socket or "socket-activated"),
                  podman=str(podman_socket), podman_version=state.podman_version,
                  version=DAEMON_VERSION, instance=state.instance_id)
-        self.notifier.notify("READY=1", f"STATUS=serving; podman {'answering' if pool.reachable else 'unreachable'}")
+        answering = "answering" if pool.reachable else "unreachable"
+        self.notifier.notify("READY=1", f"STATUS=serving; podman {answering}")
         self.heartbeat = Heartbeat(state, self.notifier)
         self.heartbeat.start()
         if self.config.idle_timeout is not None:
@@ -162,7 +163,7 @@ class Server:
     async def _fetch_podman_version(self) -> None:
         assert self.state is not None
         try:
-            from daemon.handlers.system import podman_version
+            from podman_rpc.daemon.handlers.system import podman_version
 
             self.state.podman_version = await self.state.pool.call(podman_version)
             log.info("podman version", podman_version=self.state.podman_version)

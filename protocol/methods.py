@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypedDict
 
-from protocol.registry import Lane, Params, Role, method
-from protocol.schema import Param
+from podman_rpc.protocol.registry import Lane, Params, Role, method
+from podman_rpc.protocol.schema import Param
 
 Seconds = Annotated[float | None, Param("Lower this call's deadline, in seconds", ge=0.001)]
 

@@ -12,13 +12,14 @@ request, with no task, deadline or lane. Every other handler is a coroutine of
 from __future__ import annotations
 
 import inspect
-from typing import Any, Awaitable, Callable, Union
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from protocol.registry import METHODS, Lane, Params
+from podman_rpc.protocol.registry import METHODS, Lane, Params
 
 AsyncHandler = Callable[[Any, Any], Awaitable[Any]]
 LocalHandler = Callable[[Any, Any], Any]
-Handler = Union[AsyncHandler, LocalHandler]
+Handler = AsyncHandler | LocalHandler
 HANDLERS: dict[str, Handler] = {}
 
 
@@ -50,9 +51,9 @@ def load_handlers() -> dict[str, Handler]:
 
     for module in ("system", "images", "containers"):
         try:
-            importlib.import_module(f"daemon.handlers.{module}")
+            importlib.import_module(f"podman_rpc.daemon.handlers.{module}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"daemon.handlers.{module}":
+            if exc.name != f"podman_rpc.daemon.handlers.{module}":
                 raise
     return HANDLERS
 

@@ -11,20 +11,26 @@ import asyncio
 import contextlib
 import json
 import re
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
-from daemon.context import CallContext
-from daemon.handlers import implements
-from daemon.handlers.containers import _iso
-from daemon.handlers.owned import image_missing, image_owner, may_see_image, visible_image
-from daemon.handlers.owned import image_or_none as _image_or_none
-from daemon.handlers.run_spec import parse_key_values
-from daemon.handlers.templates import render
-from daemon.labels import OWNER_UID
-from protocol import methods as m
-from protocol.errors import InvalidParams, PodmanError, PolicyDenied
+from podman_rpc.daemon.context import CallContext
+from podman_rpc.daemon.handlers import implements
+from podman_rpc.daemon.handlers.containers import _iso
+from podman_rpc.daemon.handlers.owned import (
+    image_missing,
+    image_owner,
+    may_see_image,
+    visible_image,
+)
+from podman_rpc.daemon.handlers.owned import image_or_none as _image_or_none
+from podman_rpc.daemon.handlers.run_spec import parse_key_values
+from podman_rpc.daemon.handlers.templates import render
+from podman_rpc.daemon.labels import OWNER_UID
+from podman_rpc.protocol import methods as m
+from podman_rpc.protocol.errors import InvalidParams, PodmanError, PolicyDenied
 
 _BUILT_MARKER = re.compile(r"^[0-9a-f]{12,64}$")
 _LOG_KEEP = 10_000  # build log lines kept for the result
@@ -33,9 +39,10 @@ _LOG_KEEP = 10_000  # build log lines kept for the result
 def _line_sink(ctx: CallContext, stream: str) -> Callable[[str], None]:
     """A thread-safe callback that forwards one line as ``$/progress``."""
     loop = asyncio.get_running_loop()
-    if not ctx.want_progress:
-        return lambda line: None
-    return lambda line: loop.call_soon_threadsafe(ctx.progress, stream, line)
+    def forward(line: str) -> None:
+        loop.call_soon_threadsafe(ctx.progress, stream, line)
+
+    return forward if ctx.want_progress else (lambda line: None)
 
 
 def _inspect_image(client: Any, name: str) -> dict[str, Any]:
@@ -44,7 +51,7 @@ def _inspect_image(client: Any, name: str) -> dict[str, Any]:
     return response.json()
 
 
-def _json_lines(response: Any) -> Iterator[dict[str, Any]]:
+def _json_lines(response: Any) -> Generator[dict[str, Any], None, None]:
     """The objects of a streamed build or pull reply (one JSON object per line); closes it."""
     try:
         response.raise_for_status()
@@ -112,7 +119,8 @@ async def build(ctx: CallContext, params: m.Build) -> dict[str, Any]:
 def _list_images(client: Any, all_: bool) -> list[dict[str, Any]]:
     response = client.api.get("/images/json", params={"all": "true" if all_ else "false"})
     response.raise_for_status()
-    return response.json() or []  # type: ignore[no-any-return]
+    found: list[dict[str, Any]] = response.json() or []
+    return found
 
 
 @implements(m.Images)

@@ -22,9 +22,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from daemon.context import CallContext
-from daemon.labels import OWNER_UID
-from protocol.errors import NotFound
+from podman_rpc.daemon.context import CallContext
+from podman_rpc.daemon.labels import OWNER_UID
+from podman_rpc.protocol.errors import NotFound
 
 
 def container_missing(name: str) -> NotFound:
@@ -55,7 +55,8 @@ def image_or_none(client: Any, name: str) -> dict[str, Any] | None:
     if response.status_code == 404:
         return None
     response.raise_for_status()
-    return response.json()  # type: ignore[no-any-return]
+    attrs: dict[str, Any] = response.json()
+    return attrs
 
 
 def image_owner(attrs: dict[str, Any]) -> str | None:

@@ -75,7 +75,7 @@ class PodmanService:
             ["podman", "system", "service", "--time=0", f"unix://{self.socket_path}"],
             env=podman_env(), stdout=log, stderr=log, start_new_session=True)
         until = time.monotonic() + wait
-        from daemon.embedded import podman_answers
+        from podman_rpc.daemon.embedded import podman_answers
 
         while time.monotonic() < until:
             if podman_answers(self.socket_path, 0.5):
