@@ -19,8 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 
 class _FakeTransport:
@@ -73,8 +74,8 @@ async def _abest(rounds: int, calls: int, fn: Callable[[], Awaitable[Any]]) -> f
 
 async def _through_connection(state: Any, dispatcher: Any, method: str, calls: int,
                               chunk: int) -> float:
-    from podman_rpc.daemon.transport import Connection
     from bench.clients import request_line
+    from podman_rpc.daemon.transport import Connection
 
     conn = Connection(state, dispatcher)
     transport = _FakeTransport()

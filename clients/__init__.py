@@ -7,7 +7,7 @@
 
 ``AsyncClient`` is the asyncio twin; ``Client.bridge([...])`` speaks through a
 command such as ``ssh host podman-rpc bridge``. Errors are the classes of
-``protocol.errors`` (``NotFound``, ``ContainerFailed``...), each with ``.data``.
+``podman_rpc.protocol.errors`` (``NotFound``, ``ContainerFailed``...), each with ``.data``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ __all__ = sorted(_LAZY)
 def __getattr__(name: str) -> Any:
     """Load on first use: a blocking caller (the compat CLI) never pays for asyncio."""
     if name not in _LAZY:
-        raise AttributeError(f"module 'clients' has no attribute {name!r}")
+        raise AttributeError(f"module 'podman_rpc' has no attribute {name!r}")
     module = importlib.import_module(_LAZY[name])
     value = module if name == "errors" else getattr(module, name)
     globals()[name] = value

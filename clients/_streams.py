@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 
-class Stream:
+class Stream(Protocol):
     """A byte pipe to the daemon: a unix socket, or a bridge subprocess's stdin/stdout."""
 
     def send(self, data: bytes) -> None: ...

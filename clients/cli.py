@@ -1,15 +1,17 @@
 """The ``podman-rpc`` command: ``serve`` runs the daemon; the rest talk to it.
 
-Only ``serve`` imports the daemon (uvloop, podman-py, structlog), and only when
-it runs: every other command loads the client side alone.
+No command imports the daemon (uvloop, podman-py, structlog): ``serve`` execs it
+(``podman_rpc.daemon.main``, also installed as ``podman-rpcd``).
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -18,13 +20,11 @@ from podman_rpc.follow import Follower
 
 
 def _serve(args: argparse.Namespace) -> int:
-    try:
-        from podman_rpc.daemon.main import serve  # the daemon's dependencies load only here
-    except ModuleNotFoundError as exc:
-        print(f"podman-rpc serve: {exc.name} is missing; the daemon needs the `daemon` extra:"
-              " pip install 'podman-rpc[daemon]'", file=sys.stderr)
-        return 2
-    return serve(args)
+    """Become the daemon (same pid, so systemd's socket activation and notify still hold).
+
+    The clients never import the daemon: ``serve`` execs ``python -m podman_rpc.daemon``.
+    """
+    os.execv(sys.executable, [sys.executable, "-m", "podman_rpc.daemon", *args.rest])
 
 
 def _print_json(value: Any, stream: Any) -> None:
@@ -168,13 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="podman-rpc", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the daemon")
-    serve.add_argument("--socket", help="daemon socket (env PODMAN_RPC_SOCKET)")
-    serve.add_argument("--podman-socket", help="Podman's socket (env PODMAN_SOCKET_PATH)")
-    serve.add_argument("--config", help="TOML config file ([daemon] table)")
-    serve.add_argument("--log-level", help="debug, info, warning or error")
-    serve.add_argument("--idle-timeout", type=float,
-                       help="exit after this many idle seconds (off by default)")
+    serve = sub.add_parser("serve", help="run the daemon (podman-rpcd); --help for its options",
+                           add_help=False)
+    serve.add_argument("rest", nargs=argparse.REMAINDER)
     serve.set_defaults(func=_serve)
 
     socket_help = "daemon socket (default: $PODMAN_RPC_SOCKET or the serve default)"
@@ -210,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:  # every later argument is the daemon's, --help included
+        return _serve(argparse.Namespace(rest=argv[1:]))
     if argv[:1] == ["compat"]:  # every later argument is the old CLI's, options included
         from podman_rpc.compat import main as compat_main
 

@@ -10,14 +10,26 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
-from podman_rpc._core import (ConnectionLost, ProgressCallback, Router, Waiter, default_socket,
-                           encode_cancel, encode_notification,
-                           encode_request, outcome, prepare_params, unwrap,
-                           settler, with_registry_methods)
+from podman_rpc._core import (
+    ConnectionLost,
+    ProgressCallback,
+    Router,
+    Waiter,
+    default_socket,
+    encode_cancel,
+    encode_notification,
+    encode_request,
+    outcome,
+    prepare_params,
+    settler,
+    unwrap,
+    with_registry_methods,
+)
 from podman_rpc._streams import ProcessStream, SocketStream, Stream
 from podman_rpc.protocol.registry import MethodSpec
 
@@ -209,7 +221,7 @@ class Client:
         entries = [(next(self._ids), method, params) for method, params in calls]
         if not entries:
             return []
-        futures = {rid: Future() for rid, _, _ in entries}
+        futures: dict[int, Future[Any]] = {rid: Future() for rid, _, _ in entries}
         lines = b",".join(encode_request(rid, m, p)[:-1] for rid, m, p in entries)
         self._send(b"[" + lines + b"]\n",
                    {rid: Waiter(settler(futures[rid])) for rid, _, _ in entries})

@@ -15,8 +15,9 @@ import os
 import pwd
 import socket
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -131,7 +132,7 @@ class AccessControl:
             self.allow_groups = frozenset({socket_gid} if socket_gid is not None else ())
         else:
             self.allow_groups = frozenset(config.allow_groups)
-        self._roles: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._roles: weakref.WeakKeyDictionary[Any, Role] = weakref.WeakKeyDictionary()
 
     def check(self, peer: Peer | None) -> RpcError | None:
         """The refusal for a new connection, or None to admit it."""

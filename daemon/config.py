@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from podman_rpc.daemon.access import AccessConfig, access_from_mapping
 from podman_rpc.daemon.policy import PolicyConfig, policy_from_mapping

@@ -7,8 +7,9 @@ import os
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -112,7 +113,7 @@ class DaemonState:
     @property
     def draining(self) -> bool:
         """Shutting down: new connections and Podman-bound calls are refused."""
-        return self.status_view["draining"]  # type: ignore[no-any-return]
+        return bool(self.status_view["draining"])
 
     @draining.setter
     def draining(self, value: bool) -> None:
@@ -120,7 +121,8 @@ class DaemonState:
 
     @property
     def podman_version(self) -> str | None:
-        return self.pool.figures["version"]  # type: ignore[no-any-return]
+        version: str | None = self.pool.figures["version"]
+        return version
 
     @podman_version.setter
     def podman_version(self, version: str | None) -> None:

@@ -14,15 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from podman_rpc.daemon.context import CallContext, DaemonState
 from podman_rpc.daemon.handlers import Handler, LocalHandler, is_local
 from podman_rpc.protocol.envelope import Request, error_reply, result_line, result_reply
-from podman_rpc.protocol.errors import (InternalError, MethodNotFound, RequestCancelled, RpcError,
-                             ShuttingDown, Timeout)
+from podman_rpc.protocol.errors import (
+    InternalError,
+    MethodNotFound,
+    RequestCancelled,
+    RpcError,
+    ShuttingDown,
+    Timeout,
+)
 from podman_rpc.protocol.framing import encode
 from podman_rpc.protocol.registry import METHODS, Lane, MethodSpec
 

@@ -14,7 +14,7 @@ stop without any request finishing.
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 import structlog
 

@@ -1,10 +1,13 @@
-"""``podman-rpc serve``: build the one Config, set up logging, run the Server."""
+"""``podman-rpcd`` (also ``podman-rpc serve``): parse, build the one Config, set up
+logging, run the Server. The serve command line lives here, with the daemon, so
+the clients never import the daemon and the daemon never imports the clients."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import threading
+from collections.abc import Sequence
 
 from podman_rpc.daemon.config import load_config
 from podman_rpc.daemon.heap import keep_freed_heap
@@ -30,3 +33,18 @@ def serve(args: argparse.Namespace) -> int:
            if t is not threading.main_thread()):
         hard_exit(code)  # a worker still inside a Podman call: do not wait to join it
     return code
+
+
+def build_parser(prog: str = "podman-rpc serve") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Run the podman-rpc daemon.")
+    parser.add_argument("--socket", help="daemon socket (env PODMAN_RPC_SOCKET)")
+    parser.add_argument("--podman-socket", help="Podman's socket (env PODMAN_SOCKET_PATH)")
+    parser.add_argument("--config", help="TOML config file ([daemon] table)")
+    parser.add_argument("--log-level", help="debug, info, warning or error")
+    parser.add_argument("--idle-timeout", type=float,
+                        help="exit after this many idle seconds (off by default)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return serve(build_parser().parse_args(argv))

@@ -10,12 +10,23 @@ let through. Each denial is ``PolicyDenied`` with ``data.rule`` naming the rule.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
-from podman_rpc.daemon.policy_rules import (check_caps, check_devices, check_image, check_mounts,
-                                 check_namespaces, check_network, check_ports,
-                                 check_resources, deny, fold, present)
+from podman_rpc.daemon.policy_rules import (
+    check_caps,
+    check_devices,
+    check_image,
+    check_mounts,
+    check_namespaces,
+    check_network,
+    check_ports,
+    check_resources,
+    deny,
+    fold,
+    present,
+)
 
 # Fields of the create body that need no judgement (they cannot reach the host).
 HARMLESS_FIELDS = frozenset({

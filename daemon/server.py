@@ -189,7 +189,8 @@ class Server:
         log.info("serving", socket=str(self._owned_socket or "socket-activated"),
                  podman=str(podman_socket), podman_version=state.podman_version,
                  version=DAEMON_VERSION, instance=state.instance_id)
-        self.notifier.notify("READY=1", f"STATUS=serving; podman {'answering' if pool.reachable else 'unreachable'}")
+        answering = "answering" if pool.reachable else "unreachable"
+        self.notifier.notify("READY=1", f"STATUS=serving; podman {answering}")
         self.heartbeat = Heartbeat(state, self.notifier)
         self.heartbeat.start()
         if self.config.idle_timeout is not None:

@@ -10,20 +10,38 @@ methods, errors, cancels) are corked and leave in one write, up to
 from __future__ import annotations
 
 import asyncio
+import functools
 import select
 import socket
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 import structlog
 
-from podman_rpc.daemon.dispatch import CANCEL_CLIENT, CANCEL_DISCONNECT, CANCEL_SHUTDOWN, Dispatcher, reject
-from podman_rpc.protocol.envelope import BadRequest, Request, error_reply, frame_parser, result_reply
-from podman_rpc.protocol.errors import (InvalidParams, InvalidRequest, RequestCancelled, RpcError,
-                             ShuttingDown)
+from podman_rpc.daemon.dispatch import (
+    CANCEL_CLIENT,
+    CANCEL_DISCONNECT,
+    CANCEL_SHUTDOWN,
+    Dispatcher,
+    reject,
+)
+from podman_rpc.protocol.envelope import (
+    BadRequest,
+    Request,
+    error_reply,
+    frame_parser,
+    result_reply,
+)
+from podman_rpc.protocol.errors import (
+    InvalidParams,
+    InvalidRequest,
+    RequestCancelled,
+    RpcError,
+    ShuttingDown,
+)
 from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, embedded, encode
 
 if TYPE_CHECKING:
@@ -185,10 +203,10 @@ class Connection(asyncio.Protocol):
         Every request passes through this loop, so the commonest work is done in it:
         a daemon-local call is answered here, a Podman-bound one gets its task.
         """
-        corking = self._cork is None
-        if corking:
-            self._cork = bytearray()
         cork = self._cork  # the same object until _uncork, even if a send flushes it
+        corking = cork is None
+        if cork is None:
+            cork = self._cork = bytearray()
         backlog, parse, local_calls, send = self._backlog, self._parse, self._local, self.send
         limit = self.config.max_in_flight_per_connection
         try:
@@ -216,7 +234,8 @@ class Connection(asyncio.Protocol):
                 elif type(item) is list:
                     self._start(self._run_batch(item), None)
                 elif line.strip():  # a BadRequest; a blank line is skipped, unanswered
-                    send(error_reply(item.id, item.error))
+                    bad = cast(BadRequest, item)
+                    send(error_reply(bad.id, bad.error))
         finally:
             if corking:
                 self._uncork()
@@ -263,8 +282,9 @@ class Connection(asyncio.Protocol):
             request, ctx = tracked
             key = _id_key(request.id)
             self.in_flight.setdefault(key, []).append((task, ctx))
-            task.add_done_callback(lambda t, key=key, ctx=ctx: self._untrack(key, t))
-            task.add_done_callback(lambda t, r=request, c=ctx: self._answer_unstarted(t, r, c))
+            task.add_done_callback(functools.partial(self._untrack, key))
+            task.add_done_callback(functools.partial(self._answer_unstarted, request=request,
+                                                     ctx=ctx))
         task.add_done_callback(self._done)
         if self.in_flight_count >= self.config.max_in_flight_per_connection:
             self._pause_reading()

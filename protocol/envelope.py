@@ -5,8 +5,9 @@ Pure functions over bytes and dicts; the daemon does the I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any
 
 import orjson
 
@@ -37,7 +38,7 @@ class BadRequest:
     id: Any = None
 
 
-Frame = Union[Request, BadRequest, list[Union[Request, BadRequest]]]
+Frame = Request | BadRequest | list[Request | BadRequest]
 """What one line held: one request (or the error it earned), or a batch as a list."""
 
 

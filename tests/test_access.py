@@ -6,21 +6,25 @@ whose socket is reachable by that uid, so the kernel's SO_PEERCRED is what decid
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
-import subprocess
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 import pytest
 
-from podman_rpc.daemon.access import (ADMIN, READ, RUN, AccessConfig, AccessControl, access_from_mapping,
-                           install, peer_groups)
+from podman_rpc.daemon.access import (
+    ADMIN,
+    READ,
+    RUN,
+    AccessConfig,
+    AccessControl,
+    access_from_mapping,
+    install,
+    peer_groups,
+)
 from podman_rpc.daemon.transport import Peer
 from podman_rpc.protocol.errors import PolicyDenied
 from podman_rpc.protocol.registry import METHODS
@@ -206,7 +210,7 @@ def test_every_method_answers_a_live_peer_as_its_declaration_says(open_daemons: 
     names = list(METHODS)
     replies = as_nobody(daemon.socket_path,
                         [_request(name, {}, rid) for rid, name in enumerate(names)])
-    for name, reply in zip(names, replies):
+    for name, reply in zip(names, replies, strict=True):
         refused = "error" in reply and reply["error"]["data"].get("rule") == "role"
         assert refused == (not role.allows(METHODS[name].role)), (name, reply)
         if refused:

@@ -267,7 +267,7 @@ def test_every_frame_gets_exactly_one_well_formed_reply(frames: list[bytes], cut
     """``local``: daemon-local methods take the synchronous fast path, mixed with tasks."""
     data = b"\n".join(frames) + (b"\n" if finish else b"")
     bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
-    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     out = asyncio.run(_feed(chunks, max_in_flight, local=local))  # 1, 2: lines queue up
     replies = [orjson.loads(line) for line in out.split(b"\n")[:-1]]
     assert out == b"" or out.endswith(b"\n")

@@ -8,8 +8,8 @@ grown again 400 times a burst).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 

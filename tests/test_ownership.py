@@ -8,8 +8,9 @@ container still runs, root's image is still there.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -66,11 +67,11 @@ def test_another_peers_container_answers_not_found_and_is_untouched(
         replies = as_peer(group_daemon.socket_path, requests)
         listed = {c["name"] for c in replies[0]["result"]}
         assert name not in listed and not any(c["id"] == cid for c in replies[0]["result"])
-        for reply, sent in zip(replies[1:], requests[1:]):
+        for reply, sent in zip(replies[1:], requests[1:], strict=True):
             target = sent["params"]["name"]
             assert reply["error"]["data"]["kind"] == "ContainerNotFound", (sent, reply)
             # exactly as if it did not exist: same code, kind and words as a missing name
-            missing_reply = next(r for r, s in zip(replies[1:], requests[1:])
+            missing_reply = next(r for r, s in zip(replies[1:], requests[1:], strict=True)
                                  if s["method"] == sent["method"]
                                  and s["params"] == {**sent["params"], "name": missing})
             assert _error_without(reply, target) == _error_without(missing_reply, missing)

@@ -7,8 +7,9 @@ import dataclasses
 import os
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,10 @@ def limits(memory: Any = 20 << 20, quota: Any = 50000, pids: Any = 64) -> dict[s
             "pids": {"limit": pids}}
 
 
-def denied_rule(spec: dict[str, Any], policy: PolicyConfig = PolicyConfig()) -> str:
+DEFAULT_POLICY = PolicyConfig()
+
+
+def denied_rule(spec: dict[str, Any], policy: PolicyConfig = DEFAULT_POLICY) -> str:
     with pytest.raises(PolicyDenied) as caught:
         check_run_spec(spec, policy)
     error = caught.value

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -70,7 +71,8 @@ def exists(name: str) -> bool:
 
 def remove(*names: str) -> None:
     if names:
-        podman("rm", "-f", "--ignore", "-t", "0", *names, check=False)  # --ignore: else one missing name stops the rest
+        # --ignore: else one missing name stops the rest
+        podman("rm", "-f", "--ignore", "-t", "0", *names, check=False)
 
 
 def instance_containers(instance: str) -> list[str]:

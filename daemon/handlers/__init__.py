@@ -12,13 +12,14 @@ request, with no task, deadline or lane. Every other handler is a coroutine of
 from __future__ import annotations
 
 import inspect
-from typing import Any, Awaitable, Callable, Union
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from podman_rpc.protocol.registry import METHODS, Lane, Params
 
 AsyncHandler = Callable[[Any, Any], Awaitable[Any]]
 LocalHandler = Callable[[Any, Any], Any]
-Handler = Union[AsyncHandler, LocalHandler]
+Handler = AsyncHandler | LocalHandler
 HANDLERS: dict[str, Handler] = {}
 
 

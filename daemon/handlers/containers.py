@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from podman_rpc.daemon.context import CallContext
 from podman_rpc.daemon.handlers import implements, libpod
-from podman_rpc.daemon.handlers.owned import owned_container, owner_filter
 from podman_rpc.daemon.handlers import run as _run  # noqa: F401 - registers ``run``
 from podman_rpc.daemon.handlers.output import OutputCapture
+from podman_rpc.daemon.handlers.owned import owned_container, owner_filter
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import Timeout
 
@@ -22,7 +22,7 @@ from podman_rpc.protocol.errors import Timeout
 def _iso(value: Any) -> str:
     """Podman gives Unix seconds in lists and RFC 3339 text elsewhere; the CLI showed text."""
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc).isoformat().replace("+00:00", "Z")
+        return datetime.fromtimestamp(value, UTC).isoformat().replace("+00:00", "Z")
     return str(value or "")
 
 

@@ -55,7 +55,8 @@ def image_or_none(client: Any, name: str) -> dict[str, Any] | None:
     if response.status_code == 404:
         return None
     response.raise_for_status()
-    return response.json()  # type: ignore[no-any-return]
+    attrs: dict[str, Any] = response.json()
+    return attrs
 
 
 def image_owner(attrs: dict[str, Any]) -> str | None:

@@ -51,10 +51,12 @@ class Runner:
         self.cleaned = False
         self.started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        on_line = None
-        if ctx.want_progress:
-            on_line = lambda stream, line: loop.call_soon_threadsafe(ctx.progress, stream, line)  # noqa: E731
-        self.capture = OutputCapture(ctx.config.output_cap_bytes, on_line)
+
+        def forward(stream: str, line: str) -> None:
+            loop.call_soon_threadsafe(ctx.progress, stream, line)
+
+        self.capture = OutputCapture(ctx.config.output_cap_bytes,
+                                     forward if ctx.want_progress else None)
 
     async def execute(self) -> dict[str, Any]:
         check_run_spec(self.body, self.ctx.config.policy)  # PolicyDenied before create
