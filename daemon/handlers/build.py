@@ -26,15 +26,20 @@ import re
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import structlog
 
 from podman_rpc.daemon import labels
 from podman_rpc.daemon.access import peer_groups
-from podman_rpc.daemon.build_policy import (build_namespace, check_dockerfile, check_pull_reference,
-                                  resolve_source)
+from podman_rpc.daemon.build_policy import (
+    build_namespace,
+    check_dockerfile,
+    check_pull_reference,
+    resolve_source,
+)
 from podman_rpc.daemon.context import CallContext
 from podman_rpc.daemon.handlers import implements
 from podman_rpc.daemon.handlers.build_cgroup import BuildCgroup
@@ -58,9 +63,10 @@ STOP_WAIT = 3.0  # seconds a stopped build's worker is waited for before cleanin
 def _line_sink(ctx: CallContext, stream: str) -> Callable[[str], None]:
     """A thread-safe callback that forwards one line as ``$/progress``."""
     loop = asyncio.get_running_loop()
-    if not ctx.want_progress:
-        return lambda line: None
-    return lambda line: loop.call_soon_threadsafe(ctx.progress, stream, line)
+    def forward(line: str) -> None:
+        loop.call_soon_threadsafe(ctx.progress, stream, line)
+
+    return forward if ctx.want_progress else (lambda line: None)
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
@@ -251,7 +257,7 @@ async def _stop(call: BuildCall, tar: ContextTar, work: asyncio.Future[Any]) -> 
              finished_upload=tar.finished)
 
 
-def _json_lines(response: Any) -> Iterator[dict[str, Any]]:
+def _json_lines(response: Any) -> Generator[dict[str, Any], None, None]:
     """The objects of a streamed pull reply (one JSON object per line); closes it."""
     try:
         response.raise_for_status()

@@ -24,9 +24,9 @@ import os
 import stat
 import tarfile
 import threading
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatch
-from typing import Callable, Iterator
 
 from podman_rpc.daemon.build_policy import MAX_DOCKERFILE_BYTES, BuildSource
 from podman_rpc.daemon.policy_rules import deny
@@ -244,7 +244,7 @@ class ContextTar:
         self.check_dockerfile(data)
         return data, st
 
-    def _file(self, rel: str, name: str, dfd: int) -> Iterator[bytes]:
+    def _file(self, rel: str, name: str, dfd: int) -> Generator[bytes, None, bool]:
         """One regular file's header, content and padding; False if it is no longer one."""
         if rel == self.source.dockerfile:  # sent from memory: what was judged is what is sent
             data, st = self._dockerfile(name, dfd)

@@ -8,7 +8,12 @@ from urllib.parse import quote
 from podman_rpc.daemon.context import CallContext
 from podman_rpc.daemon.handlers import implements
 from podman_rpc.daemon.handlers.containers import _iso
-from podman_rpc.daemon.handlers.owned import image_missing, image_owner, may_see_image, visible_image
+from podman_rpc.daemon.handlers.owned import (
+    image_missing,
+    image_owner,
+    may_see_image,
+    visible_image,
+)
 from podman_rpc.daemon.handlers.owned import image_or_none as _image_or_none
 from podman_rpc.daemon.handlers.templates import render
 from podman_rpc.protocol import methods as m
@@ -24,7 +29,8 @@ def _inspect_image(client: Any, name: str) -> dict[str, Any]:
 def _list_images(client: Any, all_: bool) -> list[dict[str, Any]]:
     response = client.api.get("/images/json", params={"all": "true" if all_ else "false"})
     response.raise_for_status()
-    return response.json() or []  # type: ignore[no-any-return]
+    found: list[dict[str, Any]] = response.json() or []
+    return found
 
 
 @implements(m.Images)
