@@ -54,7 +54,6 @@ class Config:
     runtime_dir: Path = field(default_factory=default_runtime_dir)
     embedded_podman: bool = True
     log_level: str = "info"
-    log_params: bool = False
     socket_mode: int = 0o660
 
     # framing and hostile input

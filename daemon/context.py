@@ -19,11 +19,12 @@ from podman_rpc.daemon.podman_pool import PodmanPool
 from podman_rpc.protocol.envelope import PROTOCOL_VERSION
 from podman_rpc.protocol.errors import Overloaded, RpcError, ShuttingDown
 from podman_rpc.protocol.registry import METHODS, Lane, MethodSpec, Role
+from podman_rpc.protocol.version import VERSION
 
 if TYPE_CHECKING:
     from podman_rpc.daemon.transport import Connection
 
-DAEMON_VERSION = "0.1.0"
+DAEMON_VERSION = VERSION
 
 
 def process_start_ticks(pid: int) -> int | None:
