@@ -189,7 +189,7 @@ def _make_method(spec: MethodSpec) -> Callable[..., Any]:
 
     method.__name__ = method.__qualname__ = py_name(spec.name)
     method.__doc__ = spec.doc.strip() or spec.name
-    method.__signature__ = _signature(spec)  # type: ignore[attr-defined]
+    method.__signature__ = _signature(spec)  # type: ignore[attr-defined]  # read by help() and inspect
     return method
 
 

@@ -34,6 +34,13 @@ from podman_rpc._streams import ProcessStream, SocketStream, Stream
 from podman_rpc.protocol.registry import MethodSpec
 
 
+class Submitted(Future[Any]):
+    """A submitted request's Future; it remembers its id and connection for ``cancel``."""
+
+    request_id: int
+    session: _Session
+
+
 class _Session:
     """One live connection and the thread that reads its replies."""
 
@@ -165,7 +172,7 @@ class Client:
         """Send a request now; the Future holds its result or its error."""
         request_id = next(self._ids)
         raw: Future[Any] = Future()
-        future: Future[Any] = Future()
+        future = Submitted()
 
         def done(reply_future: Future[Any]) -> None:
             exc = reply_future.exception()
@@ -180,8 +187,7 @@ class Client:
         raw.add_done_callback(done)
         session = self._send(encode_request(request_id, method, params),
                              {request_id: Waiter(settler(raw), on_progress)})
-        future.request_id = request_id  # type: ignore[attr-defined]
-        future.session = session  # type: ignore[attr-defined]
+        future.request_id, future.session = request_id, session
         return future
 
     def request(self, method: str, params: dict[str, Any] | None = None, *,
@@ -206,8 +212,9 @@ class Client:
 
     def cancel(self, future: Future[Any]) -> None:
         """Ask the daemon to cancel a submitted request; its Future then fails."""
-        session: _Session = future.session  # type: ignore[attr-defined]
-        request_id = future.request_id  # type: ignore[attr-defined]
+        if not isinstance(future, Submitted):
+            raise TypeError("cancel() takes a Future returned by submit()")
+        session, request_id = future.session, future.request_id
         session.forget(request_id)
         if not future.done():
             future.set_exception(TimeoutError(f"request {request_id} cancelled by the client"))

@@ -125,16 +125,17 @@ class Connection(asyncio.Protocol):
 
     # --- lifecycle ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.peer = peer_credentials(transport.get_extra_info("socket"))
+        stream = cast(asyncio.Transport, transport)  # a unix stream server's transports are
+        self.transport = stream
+        self.peer = peer_credentials(stream.get_extra_info("socket"))
         refusal = self.state.admit(self)
         if refusal is not None:
             self.send(error_reply(None, refusal))
             self.closed = True
-            self._refuse(self.transport)  # type: ignore[arg-type]
+            self._refuse(stream)
             return
         self.state.connection_opened(self)
-        self.transport.set_write_buffer_limits(high=self.config.write_buffer_high)  # type: ignore[union-attr]
+        stream.set_write_buffer_limits(high=self.config.write_buffer_high)
         self.state.on_activity()
 
     def _refuse(self, transport: asyncio.Transport) -> None:

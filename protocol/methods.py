@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal, TypedDict
 from podman_rpc.protocol.registry import Lane, Params, Role, method
 from podman_rpc.protocol.schema import Param
 
+# List params default to () (immutable, one object shared by every call); the
+# validated value is a list. That mismatch is each "type: ignore[assignment]" below.
 Seconds = Annotated[float | None, Param("Lower this call's deadline, in seconds", ge=0.001)]
 
 
