@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
-from protocol.errors import RpcError, error_from_wire
-from protocol.framing import OVERSIZE, LineDecoder, encode
-from protocol.registry import METHODS, MethodSpec
+from podman_rpc.protocol.errors import RpcError, error_from_wire
+from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, encode
+from podman_rpc.protocol.registry import METHODS, MethodSpec
 
 PROGRESS_METHOD = "$/progress"
 CANCEL_METHOD = "$/cancelRequest"
@@ -189,7 +190,7 @@ def _make_method(spec: MethodSpec) -> Callable[..., Any]:
 
     method.__name__ = method.__qualname__ = py_name(spec.name)
     method.__doc__ = spec.doc.strip() or spec.name
-    method.__signature__ = _signature(spec)  # type: ignore[attr-defined]
+    method.__signature__ = _signature(spec)  # type: ignore[attr-defined]  # read by help() and inspect
     return method
 
 

@@ -11,13 +11,27 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
+from typing import Any
 
-from clients._core import (ConnectionLost, Progress, ProgressCallback, Router, Waiter,
-                           default_socket, encode_cancel, encode_notification, encode_request,
-                           has_progress, outcome, prepare_params, unwrap,
-                           settler, with_registry_methods)
-from protocol.registry import METHODS, MethodSpec
+from podman_rpc._core import (
+    ConnectionLost,
+    Progress,
+    ProgressCallback,
+    Router,
+    Waiter,
+    default_socket,
+    encode_cancel,
+    encode_notification,
+    encode_request,
+    has_progress,
+    outcome,
+    prepare_params,
+    settler,
+    unwrap,
+    with_registry_methods,
+)
+from podman_rpc.protocol.registry import METHODS, MethodSpec
 
 Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter, Any]]]
 
@@ -69,12 +83,12 @@ class _Session:
         self.writer.close()
         try:
             await asyncio.wait_for(self.task, 5)
-        except (asyncio.TimeoutError, asyncio.CancelledError, OSError):
+        except (TimeoutError, asyncio.CancelledError, OSError):
             self.task.cancel()
         if self.process is not None:
             try:
                 await asyncio.wait_for(self.process.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
 

@@ -1,31 +1,31 @@
 """The ``podman-rpc`` command: ``serve`` runs the daemon; the rest talk to it.
 
-Only ``serve`` imports the daemon (uvloop, podman-py, structlog), and only when
-it runs: every other command loads the client side alone.
+No command imports the daemon (uvloop, podman-py, structlog): ``serve`` execs it
+(``podman_rpc.daemon.main``, also installed as ``podman-rpcd``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import inspect
+import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
-from clients._core import default_socket, has_progress
-from clients.follow import Follower
+from podman_rpc._core import default_socket, has_progress
+from podman_rpc.follow import Follower
+from podman_rpc.protocol.version import VERSION
 
 
 def _serve(args: argparse.Namespace) -> int:
-    try:
-        from daemon.main import serve  # the daemon's dependencies load only here
-    except ModuleNotFoundError as exc:
-        print(f"podman-rpc serve: {exc.name} is missing; the daemon needs the `daemon` extra:"
-              " pip install 'podman-rpc[daemon]'", file=sys.stderr)
-        return 2
-    return serve(args)
+    """Become the daemon (same pid, so systemd's socket activation and notify still hold).
+
+    The clients never import the daemon: ``serve`` execs ``python -m podman_rpc.daemon``.
+    """
+    os.execv(sys.executable, [sys.executable, "-m", "podman_rpc.daemon", *args.rest])
 
 
 def _print_json(value: Any, stream: Any) -> None:
@@ -33,7 +33,7 @@ def _print_json(value: Any, stream: Any) -> None:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from clients.sync import Client
+    from podman_rpc.sync import Client
 
     return Client(args.socket)
 
@@ -44,8 +44,8 @@ def _unreachable(command: str, path: str, exc: OSError) -> int:
 
 
 def _call(args: argparse.Namespace) -> int:
-    from protocol.errors import RpcError
-    from protocol.registry import METHODS
+    from podman_rpc.protocol.errors import RpcError
+    from podman_rpc.protocol.registry import METHODS
 
     try:
         params = orjson.loads(args.params) if args.params else None
@@ -156,13 +156,13 @@ def _describe(args: argparse.Namespace) -> int:
 
 
 def _bridge(args: argparse.Namespace) -> int:
-    from clients.bridge import bridge
+    from podman_rpc.bridge import bridge
 
     return bridge(args.socket)
 
 
 def _compat(args: argparse.Namespace) -> int:
-    from clients.compat import main as compat_main
+    from podman_rpc.compat import main as compat_main
 
     return compat_main(args.rest, prog="podman-rpc compat")
 
@@ -170,16 +170,12 @@ def _compat(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="podman-rpc", description="Run the podman-rpc daemon (serve), or talk to it.")
-    parser.add_argument("--version", action="version", version=f"podman-rpc {_version()}")
+    parser.add_argument("--version", action="version", version=f"podman-rpc {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the daemon")
-    serve.add_argument("--socket", help="daemon socket (env PODMAN_RPC_SOCKET)")
-    serve.add_argument("--podman-socket", help="Podman's socket (env PODMAN_SOCKET_PATH)")
-    serve.add_argument("--config", help="TOML config file ([daemon] table)")
-    serve.add_argument("--log-level", help="debug, info, warning or error")
-    serve.add_argument("--idle-timeout", type=float,
-                       help="exit after this many idle seconds (off by default)")
+    serve = sub.add_parser("serve", help="run the daemon (podman-rpcd); --help for its options",
+                           add_help=False)
+    serve.add_argument("rest", nargs=argparse.REMAINDER)
     serve.set_defaults(func=_serve)
 
     socket_help = "daemon socket (default: $PODMAN_RPC_SOCKET or the serve default)"
@@ -216,8 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:  # every later argument is the daemon's, --help included
+        return _serve(argparse.Namespace(rest=argv[1:]))
     if argv[:1] == ["compat"]:  # every later argument is the old CLI's, options included
-        from clients.compat import main as compat_main
+        from podman_rpc.compat import main as compat_main
 
         return compat_main(argv[1:], prog="podman-rpc compat")
     args = build_parser().parse_args(argv)
@@ -227,12 +225,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(file=sys.stderr)
         return 130
 
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("podman-rpc")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 if __name__ == "__main__":

@@ -10,16 +10,35 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
-from clients._core import (ConnectionLost, ProgressCallback, Router, Waiter, default_socket,
-                           encode_cancel, encode_notification,
-                           encode_request, outcome, prepare_params, unwrap,
-                           settler, with_registry_methods)
-from clients._streams import ProcessStream, SocketStream, Stream
-from protocol.registry import MethodSpec
+from podman_rpc._core import (
+    ConnectionLost,
+    ProgressCallback,
+    Router,
+    Waiter,
+    default_socket,
+    encode_cancel,
+    encode_notification,
+    encode_request,
+    outcome,
+    prepare_params,
+    settler,
+    unwrap,
+    with_registry_methods,
+)
+from podman_rpc._streams import ProcessStream, SocketStream, Stream
+from podman_rpc.protocol.registry import MethodSpec
+
+
+class Submitted(Future[Any]):
+    """A submitted request's Future; it remembers its id and connection for ``cancel``."""
+
+    request_id: int
+    session: _Session
 
 
 class _Session:
@@ -153,7 +172,7 @@ class Client:
         """Send a request now; the Future holds its result or its error."""
         request_id = next(self._ids)
         raw: Future[Any] = Future()
-        future: Future[Any] = Future()
+        future = Submitted()
 
         def done(reply_future: Future[Any]) -> None:
             exc = reply_future.exception()
@@ -168,8 +187,7 @@ class Client:
         raw.add_done_callback(done)
         session = self._send(encode_request(request_id, method, params),
                              {request_id: Waiter(settler(raw), on_progress)})
-        future.request_id = request_id  # type: ignore[attr-defined]
-        future.session = session  # type: ignore[attr-defined]
+        future.request_id, future.session = request_id, session
         return future
 
     def request(self, method: str, params: dict[str, Any] | list[Any] | None = None, *,
@@ -194,8 +212,9 @@ class Client:
 
     def cancel(self, future: Future[Any]) -> None:
         """Ask the daemon to cancel a submitted request; its Future then fails."""
-        session: _Session = future.session  # type: ignore[attr-defined]
-        request_id = future.request_id  # type: ignore[attr-defined]
+        if not isinstance(future, Submitted):
+            raise TypeError("cancel() takes a Future returned by submit()")
+        session, request_id = future.session, future.request_id
         session.forget(request_id)
         if not future.done():
             future.set_exception(TimeoutError(f"request {request_id} cancelled by the client"))
@@ -209,7 +228,7 @@ class Client:
         entries = [(next(self._ids), method, params) for method, params in calls]
         if not entries:
             return []
-        futures = {rid: Future() for rid, _, _ in entries}
+        futures: dict[int, Future[Any]] = {rid: Future() for rid, _, _ in entries}
         lines = b",".join(encode_request(rid, m, p)[:-1] for rid, m, p in entries)
         self._send(b"[" + lines + b"]\n",
                    {rid: Waiter(settler(futures[rid])) for rid, _, _ in entries})

@@ -14,20 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from daemon.context import CallContext, DaemonState
-from daemon.handlers import Handler, LocalHandler, is_local
-from protocol.envelope import Request, error_reply, result_line, result_reply
-from protocol.errors import (InternalError, MethodNotFound, RequestCancelled, RpcError,
-                             ShuttingDown, Timeout)
-from protocol.framing import encode
-from protocol.registry import METHODS, Lane, MethodSpec
+from podman_rpc.daemon.context import CallContext, DaemonState
+from podman_rpc.daemon.handlers import Handler, LocalHandler, is_local
+from podman_rpc.protocol.envelope import Request, error_reply, result_line, result_reply
+from podman_rpc.protocol.errors import (
+    InternalError,
+    MethodNotFound,
+    RequestCancelled,
+    RpcError,
+    ShuttingDown,
+    Timeout,
+)
+from podman_rpc.protocol.framing import encode
+from podman_rpc.protocol.registry import METHODS, Lane, MethodSpec
 
 if TYPE_CHECKING:
-    from daemon.transport import Connection
+    from podman_rpc.daemon.transport import Connection
 
 log = structlog.get_logger("podman_rpc.request")
 

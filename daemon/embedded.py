@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from daemon.podman_conf import containers_conf, host_facts
+from podman_rpc.daemon.podman_conf import containers_conf, host_facts
 
 log = structlog.get_logger("podman_rpc.embedded")
 

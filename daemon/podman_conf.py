@@ -74,7 +74,7 @@ def containers_conf(facts: HostFacts) -> str | None:
 
 
 def main() -> int:
-    """``python -m daemon.podman_conf``: print what this host needs (nothing if none).
+    """``python -m podman_rpc.daemon.podman_conf``: print what this host needs (nothing if none).
 
     For a host's own Podman service, save it as a drop-in, e.g.
     ``/etc/containers/containers.conf.d/podman-rpc.conf``.

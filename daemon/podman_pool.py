@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
-from daemon.podman_errors import map_podman_errors
-from daemon.podman_http import PodmanHTTP
-from protocol.errors import PodmanUnavailable
+from podman_rpc.daemon.podman_errors import map_podman_errors
+from podman_rpc.daemon.podman_http import PodmanHTTP
+from podman_rpc.protocol.errors import PodmanUnavailable
 
 T = TypeVar("T")
 

@@ -54,8 +54,8 @@ else
 fi
 
 say "making the examples' image localhost/busybox:latest (busybox-static; no registry needed)"
-"$VENV/bin/python" -m daemon.busybox \
-  || say "carrying on without it: the run examples need it (retry: $VENV/bin/python -m daemon.busybox)"
+"$VENV/bin/python" -m podman_rpc.daemon.busybox \
+  || say "carrying on without it: the run examples need it (retry: $VENV/bin/python -m podman_rpc.daemon.busybox)"
 
 say "starting the daemon (Ctrl-C stops it): podman-rpc serve $*"
 exec "$VENV/bin/podman-rpc" serve "$@"

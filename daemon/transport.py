@@ -10,24 +10,42 @@ methods, errors, cancels) are corked and leave in one write, up to
 from __future__ import annotations
 
 import asyncio
+import functools
 import select
 import socket
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 import structlog
 
-from daemon.dispatch import CANCEL_CLIENT, CANCEL_DISCONNECT, CANCEL_SHUTDOWN, Dispatcher, reject
-from protocol.envelope import BadRequest, Request, error_reply, frame_parser, result_reply
-from protocol.errors import (InvalidParams, InvalidRequest, RequestCancelled, RpcError,
-                             ShuttingDown)
-from protocol.framing import OVERSIZE, LineDecoder, embedded, encode
+from podman_rpc.daemon.dispatch import (
+    CANCEL_CLIENT,
+    CANCEL_DISCONNECT,
+    CANCEL_SHUTDOWN,
+    Dispatcher,
+    reject,
+)
+from podman_rpc.protocol.envelope import (
+    BadRequest,
+    Request,
+    error_reply,
+    frame_parser,
+    result_reply,
+)
+from podman_rpc.protocol.errors import (
+    InvalidParams,
+    InvalidRequest,
+    RequestCancelled,
+    RpcError,
+    ShuttingDown,
+)
+from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, embedded, encode
 
 if TYPE_CHECKING:
-    from daemon.context import CallContext, DaemonState
+    from podman_rpc.daemon.context import CallContext, DaemonState
 
 log = structlog.get_logger("podman_rpc.connection")
 
@@ -107,16 +125,17 @@ class Connection(asyncio.Protocol):
 
     # --- lifecycle ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.peer = peer_credentials(transport.get_extra_info("socket"))
+        stream = cast(asyncio.Transport, transport)  # a unix stream server's transports are
+        self.transport = stream
+        self.peer = peer_credentials(stream.get_extra_info("socket"))
         refusal = self.state.admit(self)
         if refusal is not None:
             self.send(error_reply(None, refusal))
             self.closed = True
-            self._refuse(self.transport)  # type: ignore[arg-type]
+            self._refuse(stream)
             return
         self.state.connection_opened(self)
-        self.transport.set_write_buffer_limits(high=self.config.write_buffer_high)  # type: ignore[union-attr]
+        stream.set_write_buffer_limits(high=self.config.write_buffer_high)
         self.state.on_activity()
 
     def _refuse(self, transport: asyncio.Transport) -> None:
@@ -185,10 +204,10 @@ class Connection(asyncio.Protocol):
         Every request passes through this loop, so the commonest work is done in it:
         a daemon-local call is answered here, a Podman-bound one gets its task.
         """
-        corking = self._cork is None
-        if corking:
-            self._cork = bytearray()
         cork = self._cork  # the same object until _uncork, even if a send flushes it
+        corking = cork is None
+        if cork is None:
+            cork = self._cork = bytearray()
         backlog, parse, local_calls, send = self._backlog, self._parse, self._local, self.send
         limit = self.config.max_in_flight_per_connection
         try:
@@ -215,8 +234,10 @@ class Connection(asyncio.Protocol):
                         self._start_request(item)
                 elif type(item) is list:
                     self._start(self._run_batch(item), None)
-                elif line.strip() and not item.silent:  # a blank line is skipped, unanswered
-                    send(error_reply(item.id, item.error))
+                elif line.strip():  # a BadRequest; a blank line is skipped, unanswered
+                    bad = cast(BadRequest, item)
+                    if not bad.silent:  # a notification that broke a limit: never answered
+                        send(error_reply(bad.id, bad.error))
         finally:
             if corking:
                 self._uncork()
@@ -263,8 +284,9 @@ class Connection(asyncio.Protocol):
             request, ctx = tracked
             key = _id_key(request.id)
             self.in_flight.setdefault(key, []).append((task, ctx))
-            task.add_done_callback(lambda t, key=key, ctx=ctx: self._untrack(key, t))
-            task.add_done_callback(lambda t, r=request, c=ctx: self._answer_unstarted(t, r, c))
+            task.add_done_callback(functools.partial(self._untrack, key))
+            task.add_done_callback(functools.partial(self._answer_unstarted, request=request,
+                                                     ctx=ctx))
         task.add_done_callback(self._done)
         if self.in_flight_count >= self.config.max_in_flight_per_connection:
             self._pause_reading()

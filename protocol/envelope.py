@@ -5,13 +5,14 @@ Pure functions over bytes and dicts; the daemon does the I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any
 
 import orjson
 
-from protocol.errors import InvalidParams, InvalidRequest, ParseError, RpcError
-from protocol.framing import LINE_OPTION
+from podman_rpc.protocol.errors import InvalidParams, InvalidRequest, ParseError, RpcError
+from podman_rpc.protocol.framing import LINE_OPTION
 
 _dumps = orjson.dumps
 PROTOCOL_VERSION = "1.0"
@@ -48,7 +49,7 @@ class BadRequest:
     silent: bool = False
 
 
-Frame = Union[Request, BadRequest, list[Union[Request, BadRequest]]]
+Frame = Request | BadRequest | list[Request | BadRequest]
 """What one line held: one request (or the error it earned), or a batch as a list."""
 
 

@@ -119,14 +119,15 @@ ERRORS_BY_CODE: dict[int, type[RpcError]] = {cls.code: cls for cls in ERROR_CLAS
 
 def error_from_wire(error: dict[str, Any]) -> RpcError:
     """Rebuild the typed exception from a wire ``error`` object (used by clients)."""
-    cls = ERRORS_BY_CODE.get(error.get("code"), RpcError)  # type: ignore[arg-type]
+    code = error.get("code")
+    cls = ERRORS_BY_CODE.get(code, RpcError) if isinstance(code, int) else RpcError
     exc = RpcError.__new__(cls)
     exc.message = str(error.get("message", ""))
     data = error.get("data")
     exc.data = data if isinstance(data, dict) else {"kind": cls.kind, "value": data}
     exc.args = (exc.message,)
     if cls is RpcError:
-        exc.code = error.get("code", -32603)  # type: ignore[misc]
+        exc.code = code if isinstance(code, int) else -32603  # type: ignore[misc]  # per instance: an unknown code keeps its number
     return exc
 
 

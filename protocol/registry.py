@@ -1,9 +1,10 @@
 """The method registry: each method is declared once, as a params class.
 
 A declaration names the method, its lane, its default deadline, its result
-type and the weakest role that may call it; the class's annotated fields are its params. That one declaration drives
-param validation, daemon dispatch, the typed client methods and ``rpc.discover``
-(the model is asyncvarlink's ``@varlinkmethod``)::
+type and the weakest role that may call it; the class's annotated fields are its
+params. That one declaration drives param validation, the role check, daemon
+dispatch, the typed client methods and ``rpc.discover`` (the model is
+asyncvarlink's ``@varlinkmethod``)::
 
     @method("exists", lane=Lane.QUERY, timeout=10, result=bool, role=Role.READ)
     class Exists(Params):
@@ -16,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
-from protocol.errors import InvalidParams, error_table
-from protocol.schema import Param, check, json_schema, unwrap
+from podman_rpc.protocol.errors import InvalidParams, error_table
+from podman_rpc.protocol.schema import Param, check, json_schema, unwrap
 
 _REQUIRED = dataclasses.MISSING
 
@@ -193,11 +195,13 @@ def method(name: str, *, lane: Lane, timeout: float, result: Any, role: Role,
         cls = dataclass(frozen=True, kw_only=True, slots=True)(cls)
         hints = typing.get_type_hints(cls, include_extras=True)
         params = []
-        for field in dataclasses.fields(cls):
+        fields = dataclasses.fields(cast(Any, cls))  # a dataclass since the line above
+        for field in fields:
             _, meta = unwrap(hints[field.name])
-            required = field.default is _REQUIRED and field.default_factory is _REQUIRED
+            factory = cast(Callable[[], Any], field.default_factory)
+            required = field.default is _REQUIRED and factory is _REQUIRED
             default = None if required else (
-                field.default if field.default is not _REQUIRED else field.default_factory())
+                field.default if field.default is not _REQUIRED else factory())
             params.append(ParamSpec(field.name, hints[field.name], meta, required, default))
         spec = MethodSpec(name, cls, tuple(params), result, lane, float(timeout),
                           timeout_is_work, cls.__doc__ or "", role)
@@ -207,7 +211,7 @@ def method(name: str, *, lane: Lane, timeout: float, result: Any, role: Role,
         _PARAM_INDEX[name] = {p.name: p for p in params}
         if all(f.default_factory is _REQUIRED and f.default is not _REQUIRED
                and isinstance(f.default, (type(None), bool, int, float, str))
-               for f in dataclasses.fields(cls)):
+               for f in fields):
             _NO_ARGS[name] = cls()
         cls.rpc_spec = spec
         return cls

@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Union, get_args, get_origin
 
-from protocol.errors import InvalidParams
+from podman_rpc.protocol.errors import InvalidParams
 
 
 @dataclass(frozen=True, slots=True)

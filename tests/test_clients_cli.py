@@ -13,9 +13,9 @@ from pathlib import Path
 
 import orjson
 
-from clients import Progress
-from clients.follow import Follower
-from protocol.registry import METHODS
+from podman_rpc import Progress
+from podman_rpc.follow import Follower
+from podman_rpc.protocol.registry import METHODS
 from tests.rig.daemon import REPO, DaemonProcess
 from tests.rig.podman import podman
 
@@ -23,7 +23,7 @@ from tests.rig.podman import podman
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "clients.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "podman_rpc.cli", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=REPO, env=env)
 
 

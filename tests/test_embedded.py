@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
-from daemon.podman_conf import PODMAN_RLIMIT, HostFacts, containers_conf, host_facts
+from podman_rpc.daemon.podman_conf import PODMAN_RLIMIT, HostFacts, containers_conf, host_facts
 from tests.rig.daemon import DaemonProcess, RawConnection
 from tests.rig.podman import PodmanService
 

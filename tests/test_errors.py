@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocol import errors
+from podman_rpc.protocol import errors
 
 EXPECTED = {
     "ParseError": (-32700, "ParseError"),

@@ -15,17 +15,17 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from daemon import transport as transport_module
-from daemon.config import Config
-from daemon.context import DaemonState
-from daemon.dispatch import Dispatcher
-from daemon.handlers import implements, load_handlers
-from daemon.podman_pool import PodmanPool
-from daemon.transport import Connection
-from protocol import methods as m
-from protocol.envelope import Request, frame_parser, parse_frame
-from protocol.errors import PolicyDenied
-from protocol.registry import METHODS, Lane
+from podman_rpc.daemon import transport as transport_module
+from podman_rpc.daemon.config import Config
+from podman_rpc.daemon.context import DaemonState
+from podman_rpc.daemon.dispatch import Dispatcher
+from podman_rpc.daemon.handlers import implements, load_handlers
+from podman_rpc.daemon.podman_pool import PodmanPool
+from podman_rpc.daemon.transport import Connection
+from podman_rpc.protocol import methods as m
+from podman_rpc.protocol.envelope import Request, frame_parser, parse_frame
+from podman_rpc.protocol.errors import PolicyDenied
+from podman_rpc.protocol.registry import METHODS, Lane
 from tests.rig.transport import RecordingTransport
 
 NOWHERE = Path("/nonexistent/podman.sock")

@@ -21,16 +21,16 @@ import structlog
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from daemon.config import Config
-from daemon.context import DaemonState
-from daemon.dispatch import Dispatcher
-from daemon.podman_pool import PodmanPool
-from daemon.transport import Connection
-from protocol.envelope import BadRequest, Request, error_reply, frame_items, parse_frame
-from protocol.errors import ERRORS_BY_CODE, InvalidParams
-from protocol.framing import OVERSIZE, LineDecoder, encode
-from protocol.registry import METHODS, Lane
-from protocol.schema import unwrap
+from podman_rpc.daemon.config import Config
+from podman_rpc.daemon.context import DaemonState
+from podman_rpc.daemon.dispatch import Dispatcher
+from podman_rpc.daemon.podman_pool import PodmanPool
+from podman_rpc.daemon.transport import Connection
+from podman_rpc.protocol.envelope import BadRequest, Request, error_reply, frame_items, parse_frame
+from podman_rpc.protocol.errors import ERRORS_BY_CODE, InvalidParams
+from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, encode
+from podman_rpc.protocol.registry import METHODS, Lane
+from podman_rpc.protocol.schema import unwrap
 from tests.rig.shapes import nested
 from tests.rig.transport import RecordingTransport
 
@@ -271,7 +271,7 @@ def test_every_frame_gets_exactly_one_well_formed_reply(frames: list[bytes], cut
     """``local``: daemon-local methods take the synchronous fast path, mixed with tasks."""
     data = b"\n".join(frames) + (b"\n" if finish else b"")
     bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
-    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     out = asyncio.run(_feed(chunks, max_in_flight, local=local))  # 1, 2: lines queue up
     replies = [orjson.loads(line) for line in out.split(b"\n")[:-1]]
     assert out == b"" or out.endswith(b"\n")

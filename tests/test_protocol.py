@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from protocol.envelope import BadRequest, Request, parse_frame
-from protocol.errors import InvalidParams
-from protocol.framing import OVERSIZE, LineDecoder, encode
-from protocol.registry import METHODS, openrpc_document
+from podman_rpc.protocol.envelope import BadRequest, Request, parse_frame
+from podman_rpc.protocol.errors import InvalidParams
+from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, encode
+from podman_rpc.protocol.registry import METHODS, openrpc_document
 
 
 def test_decoder_splits_lines_across_chunks() -> None:

@@ -13,8 +13,8 @@ import re
 import shlex
 from typing import Any
 
-from protocol import methods as m
-from protocol.errors import InvalidParams
+from podman_rpc.protocol import methods as m
+from podman_rpc.protocol.errors import InvalidParams
 
 CPU_PERIOD = 100_000  # microseconds, Podman's default CFS period
 _SIZE = re.compile(r"^(\d+)([bkmg]?)b?$", re.IGNORECASE)

@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from daemon.busybox import BUSYBOX_IMAGE, ensure_busybox_image as make_busybox_image
+from podman_rpc.daemon.busybox import BUSYBOX_IMAGE, ensure_busybox_image as make_busybox_image
 
 RIG_DIR = Path(__file__).resolve().parent
 CONTAINERS_CONF = RIG_DIR / "containers.conf"
@@ -55,7 +55,7 @@ class PodmanService:
             ["podman", "system", "service", "--time=0", f"unix://{self.socket_path}"],
             env=podman_env(), stdout=log, stderr=log, start_new_session=True)
         until = time.monotonic() + wait
-        from daemon.embedded import podman_answers
+        from podman_rpc.daemon.embedded import podman_answers
 
         while time.monotonic() < until:
             if podman_answers(self.socket_path, 0.5):
