@@ -12,8 +12,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 BUSYBOX_IMAGE = "localhost/busybox:latest"
 

@@ -21,7 +21,7 @@ _COMMON_ID_TYPES = (int, str)  # checked by exact type first: bool is an int, bu
 _UNSTRUCTURED = '"params" must be an object (by name) or an array (by position)'
 
 
-Params = Union[dict[str, Any], list[Any]]
+Params = dict[str, Any] | list[Any]
 """By name, or by position (a non-empty list: ``MethodSpec.validate`` maps it onto the
 declared order). No params, ``null`` and ``[]`` all arrive as ``{}``."""
 

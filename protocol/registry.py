@@ -137,7 +137,7 @@ class MethodSpec:
                      if self.params else "none")
             raise InvalidParams(f"params[{len(self.params)}]",
                                 f"unexpected; {self.name} takes {takes}")
-        return {spec.name: value for spec, value in zip(self.params, values)}
+        return {spec.name: value for spec, value in zip(self.params, values, strict=False)}
 
     def no_args(self) -> Params | None:
         """What ``validate({})`` returns, where one object can serve every such call.

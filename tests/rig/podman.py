@@ -7,7 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from podman_rpc.daemon.busybox import BUSYBOX_IMAGE, ensure_busybox_image as make_busybox_image
+from podman_rpc.daemon.busybox import BUSYBOX_IMAGE
+from podman_rpc.daemon.busybox import ensure_busybox_image as make_busybox_image
 
 RIG_DIR = Path(__file__).resolve().parent
 CONTAINERS_CONF = RIG_DIR / "containers.conf"
