@@ -44,7 +44,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 if [ "$(id -u)" -eq 0 ]; then
-  for cmd in podman-rpc podman-rpc-compat; do
+  for cmd in podman-rpc podman-rpcd podman-rpc-compat; do
     link="/usr/local/bin/$cmd"
     if [ ! -e "$link" ] || [ -L "$link" ]; then ln -sfn "$VENV/bin/$cmd" "$link"; fi
   done
