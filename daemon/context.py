@@ -55,10 +55,14 @@ def instance_alive(instance_id: str) -> bool:
 
 @dataclass
 class Counters:
-    """Requests served and failed by method (containers reaped: ``DaemonState.status_view``)."""
+    """Requests by method and outcome (containers reaped: ``DaemonState.status_view``).
+
+    ``disconnected``: ended because their client went away, so neither served nor failed.
+    """
 
     served: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     failed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    disconnected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 class DaemonState:
@@ -99,7 +103,8 @@ class DaemonState:
             "podman": self.pool.figures,  # socket, reachable, version: the pool keeps them
             "connections": 0,
             "lanes": self._encoded_lanes(),
-            "requests": {"served": counters.served, "failed": counters.failed},  # live dicts
+            "requests": {"served": counters.served, "failed": counters.failed,  # live dicts
+                         "disconnected": counters.disconnected},
             "containers_reaped": 0,
             "draining": False,
         }

@@ -26,6 +26,7 @@ from podman_rpc.daemon.dispatch import (
     CANCEL_DISCONNECT,
     CANCEL_SHUTDOWN,
     Dispatcher,
+    refuse,
     reject,
 )
 from podman_rpc.protocol.envelope import (
@@ -235,9 +236,9 @@ class Connection(asyncio.Protocol):
                 elif type(item) is list:
                     self._start(self._run_batch(item), None)
                 elif line.strip():  # a BadRequest; a blank line is skipped, unanswered
-                    bad = cast(BadRequest, item)
-                    if not bad.silent:  # a notification that broke a limit: never answered
-                        send(error_reply(bad.id, bad.error))
+                    refused = refuse(cast(BadRequest, item), self)
+                    if refused is not None:  # None: a notification that broke a limit
+                        send(refused)
         finally:
             if corking:
                 self._uncork()
@@ -329,7 +330,7 @@ class Connection(asyncio.Protocol):
     async def _run_batch(self, items: list[Request | BadRequest]) -> None:
         async def one(item: Request | BadRequest) -> dict[str, Any] | orjson.Fragment | None:
             if isinstance(item, BadRequest):
-                return None if item.silent else error_reply(item.id, item.error)
+                return refuse(item, self)
             if item.method == CANCEL_METHOD:
                 return self._cancel(item, send=False)
             call = self._local.get(item.method)

@@ -10,6 +10,7 @@ each reply's id must be the one its request carried.
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from typing import Any
 
@@ -139,3 +140,39 @@ def test_the_daemon_survives_all_of_it(daemon: DaemonProcess) -> None:
     assert daemon.process is not None and daemon.process.poll() is None
     with daemon.connect() as conn:
         assert exchange(conn, jsonrpcclient.request_json("ping", id=9)).result == "Pong"
+
+
+def test_lines_that_are_not_requests_are_logged_and_counted_as_such(make_daemon) -> None:
+    """A parse error and a silently refused notification leave a log line each (issue 19)."""
+    daemon = make_daemon("max_params_bytes = 64\n")
+    with daemon.connect() as conn:
+        conn.send_bytes(b'{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]\n')
+        reply = validated(json.loads(conn.read_line()))
+        assert isinstance(reply, jsonrpcclient.Error) and reply.code == -32700
+        conn.send_bytes(b'{"jsonrpc":"2.0","method":"run","params":["' + b"x" * 100 + b'"]}\n')
+        assert exchange(conn, jsonrpcclient.request_json("ping", id=1)).result == "Pong"
+    assert daemon.terminate() == 0
+    lines = [json.loads(line) for line in daemon.log_path.read_text().splitlines()
+             if line.startswith("{")]
+    outcomes = [(line.get("outcome"), line.get("code")) for line in lines
+                if line.get("event") == "request" and line.get("method") is None]
+    assert ("ParseError", -32700) in outcomes and ("InvalidParams", -32602) in outcomes
+
+
+def test_a_request_ended_by_disconnect_is_counted_as_disconnected(daemon: DaemonProcess,
+                                                                  busybox: str) -> None:
+    with daemon.connect() as conn:
+        before = conn.call("status")["requests"]
+    gone = daemon.connect()
+    gone.send({"jsonrpc": "2.0", "id": 1, "method": "run",
+               "params": {"image": busybox, "command": ["sleep", "30"], "timeout": 40}})
+    time.sleep(1.5)  # the run is in flight
+    gone.close()
+    with daemon.connect() as conn:
+        until = time.monotonic() + 30
+        while (after := conn.call("status")["requests"])["disconnected"].get("run", 0) \
+                == before["disconnected"].get("run", 0):
+            assert time.monotonic() < until, after
+            time.sleep(0.2)
+    assert after["failed"].get("run", 0) == before["failed"].get("run", 0)
+    assert after["served"].get("run", 0) == before["served"].get("run", 0)
