@@ -188,3 +188,17 @@ def test_openrpc_document_lists_every_method_and_error() -> None:
     assert {-32700, -32600, -32601, -32602, -32603, -32000, -32800} <= codes
     assert {m["paramStructure"] for m in doc["methods"]} == {"either"}
     orjson.dumps(doc)  # serialisable
+
+
+@pytest.mark.parametrize("method, raw, field, reason", [
+    ("ping", {"timeout": -1}, "timeout", "must be >= 0.001"),
+    ("logs", {"name": "x", "tail": -5}, "tail", "must be >= 0"),
+    ("run", {"image": "i", "entrypoint": [1]}, "entrypoint[0]", "expected string"),
+    ("info", {"format": 7}, "format", "expected string or null"),
+])
+def test_a_value_or_null_param_says_what_was_wrong(method: str, raw: dict[str, object],
+                                                   field: str, reason: str) -> None:
+    """A number out of range is not "expected number or null" (issue 19)."""
+    with pytest.raises(InvalidParams) as err:
+        METHODS[method].validate(raw)
+    assert (err.value.data["field"], err.value.data["reason"]) == (field, reason)
