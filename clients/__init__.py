@@ -16,7 +16,8 @@ import importlib
 from typing import Any
 
 _LAZY = {"AsyncClient": "podman_rpc.aio", "Call": "podman_rpc.aio", "Client": "podman_rpc.sync",
-         "ConnectionLost": "podman_rpc._core", "Progress": "podman_rpc._core",
+         "ConnectionLost": "podman_rpc.protocol.errors",
+         "ClientTimeout": "podman_rpc.protocol.errors", "Progress": "podman_rpc._core",
          "default_socket": "podman_rpc._core", "errors": "podman_rpc.protocol.errors"}
 
 __all__ = sorted(_LAZY)

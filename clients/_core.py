@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from podman_rpc.protocol.errors import RpcError, error_from_wire
+from podman_rpc.protocol.errors import ConnectionLost, RpcError, error_from_wire
 from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, encode
 from podman_rpc.protocol.registry import METHODS, MethodSpec
 
@@ -44,10 +44,6 @@ class Progress(NamedTuple):
 
 
 ProgressCallback = Callable[[Progress], Any]
-
-
-class ConnectionLost(ConnectionError):
-    """The connection closed before the reply came; the next call reconnects."""
 
 
 def encode_request(request_id: Any, method: str,

@@ -31,6 +31,7 @@ from podman_rpc._core import (
     unwrap,
     with_registry_methods,
 )
+from podman_rpc.protocol.errors import ClientTimeout
 from podman_rpc.protocol.registry import METHODS, MethodSpec
 
 Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter, Any]]]
@@ -192,12 +193,20 @@ class AsyncClient:
         try:
             async with asyncio.timeout(wait):
                 reply = await future
-        except (asyncio.CancelledError, TimeoutError):
-            if future.cancelled() or not future.done():  # awaiting it cancels it, too
-                session.router.waiters.pop(request_id, None)
-                session.send_nowait(encode_cancel(request_id))
+        except asyncio.CancelledError:
+            self._forget(session, request_id, future)
             raise
+        except TimeoutError:
+            self._forget(session, request_id, future)
+            raise ClientTimeout(f"{method}: no reply within {wait}s; cancelled") from None
         return unwrap(reply)
+
+    @staticmethod
+    def _forget(session: _Session, request_id: int, future: asyncio.Future[Any]) -> None:
+        """A call given up on: its reply will be dropped and the daemon told to cancel it."""
+        if future.cancelled() or not future.done():  # awaiting it cancels it, too
+            session.router.waiters.pop(request_id, None)
+            session.send_nowait(encode_cancel(request_id))
 
     async def call(self, method: str, /, **params: Any) -> Any:
         """``await client.call("ping")``: any method by name, not validated here."""

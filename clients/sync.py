@@ -31,6 +31,7 @@ from podman_rpc._core import (
     with_registry_methods,
 )
 from podman_rpc._streams import ProcessStream, SocketStream, Stream
+from podman_rpc.protocol.errors import ClientTimeout
 from podman_rpc.protocol.registry import MethodSpec
 
 
@@ -200,7 +201,7 @@ class Client:
             return future.result(wait)
         except FutureTimeout:
             self.cancel(future)
-            raise TimeoutError(f"{method}: no reply within {wait}s; cancelled") from None
+            raise ClientTimeout(f"{method}: no reply within {wait}s; cancelled") from None
 
     def call(self, method: str, /, **params: Any) -> Any:
         """``client.call("ping")``: any method by name, params as keywords, not validated here."""
@@ -217,7 +218,7 @@ class Client:
         session, request_id = future.session, future.request_id
         session.forget(request_id)
         if not future.done():
-            future.set_exception(TimeoutError(f"request {request_id} cancelled by the client"))
+            future.set_exception(ClientTimeout(f"request {request_id} cancelled by the client"))
         try:
             session.send(encode_cancel(request_id), {})
         except (OSError, ConnectionLost):

@@ -13,7 +13,6 @@ import secrets
 import shutil
 import tempfile
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,13 +31,6 @@ def image_exists(name: str) -> bool:
 def listing(directory: Path) -> list[str]:
     """Every path below ``directory`` (links not followed), to compare before and after."""
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
-
-
-@pytest.fixture
-def tag() -> Iterator[str]:
-    name = f"localhost/prpc-bp-{uuid.uuid4().hex[:10]}:latest"
-    yield name
-    podman("rmi", "-f", name, check=False)
 
 
 @pytest.fixture

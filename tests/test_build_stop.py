@@ -81,13 +81,6 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture
-def tag() -> Iterator[str]:
-    name = f"localhost/prpc-stop-{uuid.uuid4().hex[:10]}:latest"
-    yield name
-    podman("rmi", "-f", name, check=False)
-
-
-@pytest.fixture
 def base_image() -> Iterator[str]:
     """The busybox image under a name of its own: its working containers are ours alone."""
     name = f"localhost/prpc-stopbase-{uuid.uuid4().hex[:8]}"
