@@ -126,9 +126,13 @@ class Exists(Params):
 
 @method("inspect", lane=Lane.QUERY, timeout=10, result=Any, role=Role.READ)
 class Inspect(Params):
-    """An image's inspect object, or with ``format`` (e.g. "{{.Size}}") the rendered string."""
+    """An image's (or with ``kind: "container"``, a container's) inspect object, or with
+    ``format`` (e.g. "{{.Size}}") the rendered string."""
 
-    name: Annotated[str, Param("Image name or id")]
+    name: Annotated[str, Param("Image name or id (container name or id with kind)")]
+    kind: Annotated[Literal["image", "container"],
+                    Param("What ``name`` names: an image (the old CLI's inspect) or a container")
+                    ] = "image"
     format: Annotated[str | None, Param("Go-style template over the inspect object")] = None
     timeout: Seconds = None
 

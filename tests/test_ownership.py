@@ -21,7 +21,8 @@ from tests.rig.podman import podman
 pytestmark = pytest.mark.podman
 
 CONTAINER_ACTIONS: list[tuple[str, dict[str, Any]]] = [
-    ("logs", {}), ("kill", {"signal": "SIGSTOP"}), ("kill", {"signal": "SIGCONT"}),
+    ("logs", {}), ("inspect", {"kind": "container"}),
+    ("kill", {"signal": "SIGSTOP"}), ("kill", {"signal": "SIGCONT"}),
     ("stop", {"timeout": 0}), ("wait", {"timeout": 1}), ("rm", {"force": True}),
 ]
 
@@ -92,14 +93,16 @@ def test_a_peer_manages_its_own_containers(group_daemon: DaemonProcess, busybox:
         request("kill", {"name": name, "signal": "SIGSTOP"}, 3),
         request("kill", {"name": name, "signal": "SIGCONT"}, 4),
         request("logs", {"name": name}, 5),
-        request("rm", {"name": name, "force": True}, 6),
-        request("ps", {"all": True}, 7),
+        request("inspect", {"name": name, "kind": "container"}, 6),
+        request("rm", {"name": name, "force": True}, 7),
+        request("ps", {"all": True}, 8),
     ])
-    run, ps, stopped, resumed, logs, rm, after = replies
+    run, ps, stopped, resumed, logs, inspect, rm, after = replies
     assert run["result"]["status"] == "running", run
     assert [c["name"] for c in ps["result"]] == [name]  # its own, and nothing else
     assert "result" in stopped and "result" in resumed
     assert logs["result"]["stdout"] == "mine\n"
+    assert inspect["result"]["Id"] == run["result"]["container_id"]
     assert "result" in rm and after["result"] == []
     assert podman("ps", "-a", "-q", "--filter", f"name=^{name}$").stdout.strip() == ""
 

@@ -8,10 +8,12 @@ from urllib.parse import quote
 from podman_rpc.daemon.context import CallContext
 from podman_rpc.daemon.handlers import implements
 from podman_rpc.daemon.handlers.containers import _iso
+from podman_rpc.daemon.handlers.libpod import container_inspect
 from podman_rpc.daemon.handlers.owned import (
     image_missing,
     image_owner,
     may_see_image,
+    owned_container,
     visible_image,
 )
 from podman_rpc.daemon.handlers.owned import image_or_none as _image_or_none
@@ -58,7 +60,9 @@ async def exists(ctx: CallContext, params: m.Exists) -> bool:
 
 @implements(m.Inspect)
 async def inspect(ctx: CallContext, params: m.Inspect) -> Any:
-    if ctx.is_admin:
+    if params.kind == "container":
+        attrs = await ctx.pool.call(container_inspect, await owned_container(ctx, params.name))
+    elif ctx.is_admin:
         attrs = await ctx.pool.call(_inspect_image, params.name, subject="image")
     else:
         found = await visible_image(ctx, params.name)

@@ -54,6 +54,13 @@ def logs_into(client: Any, cid: str, capture: OutputCapture, follow: bool = Fals
         response.close()
 
 
+def container_inspect(client: Any, cid: str) -> dict[str, Any]:
+    response = client.api.get(f"/containers/{cid}/json")
+    response.raise_for_status()
+    attrs: dict[str, Any] = response.json()
+    return attrs
+
+
 def state_or_none(client: Any, cid: str) -> str | None:
     """The container's state ("running", "exited", ...), or None once it is gone."""
     response = client.api.get(f"/containers/{cid}/json")
