@@ -130,7 +130,8 @@ class MethodSpec:
     def by_name(self, values: list[Any]) -> dict[str, Any]:
         """Params by position, named in the declared order (``rpc.discover``'s order).
 
-        Required params are declared first, so a call may stop after them.
+        Required params are declared first, so a call may stop after them. A param added
+        later belongs at the end: one inserted before others shifts every positional caller.
         """
         if len(values) > len(self.params):
             takes = (f"at most {len(self.params)}: " + ", ".join(p.name for p in self.params)

@@ -50,7 +50,7 @@ def test_calls_by_name_by_position_and_with_empty_params(conn: RawConnection,
         (jsonrpcclient.request_json("exists", params=(busybox,), id=4), True),
         (jsonrpcclient.request_json("exists", params={"name": busybox}, id="5"), True),
         (jsonrpcclient.request_json("exists", params=("localhost/never-built:x", 5), id=6), False),
-        (jsonrpcclient.request_json("inspect", params=(busybox, "{{.Id}}"), id=7), None),
+        (jsonrpcclient.request_json("inspect", params=(busybox,), id=7), None),
     ]
     for request, expected in cases:
         reply = exchange(conn, request)
