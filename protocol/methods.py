@@ -130,11 +130,11 @@ class Inspect(Params):
     ``format`` (e.g. "{{.Size}}") the rendered string."""
 
     name: Annotated[str, Param("Image name or id (container name or id with kind)")]
+    format: Annotated[str | None, Param("Go-style template over the inspect object")] = None
+    timeout: Seconds = None
     kind: Annotated[Literal["image", "container"],
                     Param("What ``name`` names: an image (the old CLI's inspect) or a container")
                     ] = "image"
-    format: Annotated[str | None, Param("Go-style template over the inspect object")] = None
-    timeout: Seconds = None
 
 
 class RmiResult(TypedDict):
