@@ -123,7 +123,13 @@ def peer_groups(peer: Peer) -> frozenset[int]:
 
 
 class AccessControl:
-    """Decides admission (``check``) and per-request roles (``authorize``)."""
+    """Decides admission (``check``) and per-request roles (``authorize``).
+
+    ``role_free``: the methods every admitted peer may call, so callers may skip
+    ``authorize`` for them (the daemon-local fast path does).
+    """
+
+    role_free = ROLE_FREE
 
     def __init__(self, config: AccessConfig, socket_gid: int | None) -> None:
         self.config = config
@@ -180,11 +186,19 @@ class AccessControl:
                                 "needs": spec.role.value})
 
 
-def install(state: Any, config: AccessConfig, listener: socket.socket) -> AccessControl:
-    """Wire access control into the daemon state (called once at startup)."""
-    control = AccessControl(config, socket_group(listener))
-    state.access_check = control.check
-    state.authorize = control.authorize
-    state.role_of_connection = control.connection_role
-    state.role_free = ROLE_FREE
-    return control
+class OpenAccess:
+    """No access control: every caller is admitted, as admin (a daemon's own in-process use).
+
+    What ``DaemonState`` gets when no ``AccessControl`` is passed to it.
+    """
+
+    role_free: frozenset[str] = frozenset(METHODS)
+
+    def check(self, peer: Peer | None) -> RpcError | None:
+        return None
+
+    def authorize(self, connection: Connection | None, spec: MethodSpec) -> None:
+        return None
+
+    def connection_role(self, connection: Connection | None) -> Role:
+        return ADMIN

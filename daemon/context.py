@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from podman_rpc.daemon.access import AccessControl, OpenAccess
 from podman_rpc.daemon.config import Config
 from podman_rpc.daemon.lanes import Lane as LaneSlots
 from podman_rpc.daemon.podman_pool import PodmanPool
 from podman_rpc.protocol.envelope import PROTOCOL_VERSION
 from podman_rpc.protocol.errors import Overloaded, RpcError, ShuttingDown
-from podman_rpc.protocol.registry import METHODS, Lane, MethodSpec, Role
+from podman_rpc.protocol.registry import Lane, MethodSpec, Role
 from podman_rpc.protocol.version import VERSION
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ class Counters:
 class DaemonState:
     """What every handler may read: config, the Podman pool, lanes and counters."""
 
-    def __init__(self, config: Config, pool: PodmanPool) -> None:
+    def __init__(self, config: Config, pool: PodmanPool,
+                 access: AccessControl | OpenAccess | None = None) -> None:
         self.config = config
         self.pool = pool
         self.instance_id = make_instance_id()
@@ -82,13 +84,9 @@ class DaemonState:
         self.active_containers: set[str] = set()
         self.background: set[asyncio.Task[Any]] = set()
         self.on_activity: Callable[[], None] = lambda: None
-        self.access_check: Callable[[Any], RpcError | None] = lambda peer: None
-        # Per-request role check (daemon.access); raises PolicyDenied. Methods in
-        # role_free pass it for every peer, so callers may skip the call for them.
-        self.authorize: Callable[[Any, MethodSpec], None] = lambda connection, spec: None
-        self.role_free: frozenset[str] = frozenset(METHODS)
-        # The connection's role (daemon.access); without access control everyone is admin.
-        self.role_of_connection: Callable[[Any], Role] = lambda connection: Role.ADMIN
+        # Who may connect and what each peer may call (daemon.access); without it, everyone
+        # is admitted as admin.
+        self.access: AccessControl | OpenAccess = access if access is not None else OpenAccess()
 
     # --- what ``status`` reports --------------------------------------------------------
     # status is polled far more often than any of its figures changes, so each figure
@@ -159,7 +157,7 @@ class DaemonState:
                 return Overloaded("Too many connections for this uid",
                                   {"limit": self.config.max_connections_per_uid,
                                    "retry_after_ms": 1000})
-        return self.access_check(peer)
+        return self.access.check(peer)
 
     def in_flight(self) -> int:
         return sum(c.in_flight_count for c in self.connections)
@@ -203,7 +201,7 @@ class CallContext:
 
     @property
     def role(self) -> Role:
-        return self.state.role_of_connection(self.connection)
+        return self.state.access.connection_role(self.connection)
 
     @property
     def is_admin(self) -> bool:

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 import structlog
 
-from podman_rpc.daemon import access
+from podman_rpc.daemon.access import AccessControl, socket_group
 from podman_rpc.daemon.config import Config
 from podman_rpc.daemon.context import DAEMON_VERSION, DaemonState
 from podman_rpc.daemon.dispatch import CANCEL_SHUTDOWN, Dispatcher
@@ -179,9 +179,9 @@ class Server:
         pool = PodmanPool(podman_socket, workers, self.config.podman_call_timeout)
         pool.warm_up()
         pool.watch(PODMAN_WATCH_SECONDS)  # status.podman.reachable as it is, not as it was
-        self.state = state = DaemonState(self.config, pool)
+        gate = AccessControl(self.config.access, socket_group(listener))  # who, and their role
+        self.state = state = DaemonState(self.config, pool, gate)
         dispatcher = Dispatcher(state, load_handlers())
-        access.install(state, self.config.access, listener)  # who may connect, and their role
         self.reaper = Reaper(state)
         await self.reaper.startup_pass()  # leftovers of a crashed daemon go before we serve
         self._factory = lambda: Connection(state, dispatcher)

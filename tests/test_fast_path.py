@@ -16,6 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from podman_rpc.daemon import transport as transport_module
+from podman_rpc.daemon.access import OpenAccess
 from podman_rpc.daemon.config import Config
 from podman_rpc.daemon.context import DaemonState
 from podman_rpc.daemon.dispatch import Dispatcher
@@ -40,10 +41,10 @@ def line(method: str, request_id: Any = None, params: Any = None) -> bytes:
     return orjson.dumps(message) + b"\n"
 
 
-def _offline_state(log_level: str = "info") -> DaemonState:
+def _offline_state(log_level: str = "info", access: OpenAccess | None = None) -> DaemonState:
     """A daemon's state with no Podman behind it: enough for daemon-local methods."""
     return DaemonState(Config(socket_path=Path("/nonexistent/rpc.sock"), podman_socket=NOWHERE,
-                              log_level=log_level), PodmanPool(NOWHERE, 1, 1.0))
+                              log_level=log_level), PodmanPool(NOWHERE, 1, 1.0), access)
 
 
 async def _drive(chunks: list[bytes], handlers: dict[str, Any] | None = None,
@@ -292,22 +293,28 @@ def test_status_sees_every_figure_its_owner_changes() -> None:
     assert state.draining and state.podman_version == "4.3.1" and state.pool.reachable
 
 
-def test_a_local_call_checks_the_role_unless_the_method_is_role_free() -> None:
-    state = _offline_state()
-    checked: list[str] = []
+class _DenyingAccess(OpenAccess):
+    """Access control that refuses every role check it is asked for, and records it."""
 
-    def deny(connection: Any, spec: Any) -> None:
-        checked.append(spec.name)
+    def __init__(self, role_free: frozenset[str]) -> None:
+        self.role_free = role_free
+        self.checked: list[str] = []
+
+    def authorize(self, connection: Any, spec: Any) -> None:
+        self.checked.append(spec.name)
         raise PolicyDenied("no", {"rule": "role"})
 
-    state.authorize = deny
-    call = Dispatcher(state, load_handlers()).local["status"]
+
+def test_a_local_call_checks_the_role_unless_the_method_is_role_free() -> None:
     request = parse_frame(line("status", 1))
-    try:
-        state.role_free = frozenset({"status"})
-        assert "result" in orjson.loads(call(request, None)) and checked == []
-        state.role_free = frozenset()
-        assert orjson.loads(call(request, None))["error"]["code"] == PolicyDenied.code
-        assert checked == ["status"]
-    finally:
-        state.pool.close()
+    for role_free, answered in ((frozenset({"status"}), True), (frozenset(), False)):
+        access = _DenyingAccess(role_free)
+        state = _offline_state(access=access)
+        try:
+            reply = orjson.loads(Dispatcher(state, load_handlers()).local["status"](request, None))
+        finally:
+            state.pool.close()
+        if answered:
+            assert "result" in reply and access.checked == []
+        else:
+            assert reply["error"]["code"] == PolicyDenied.code and access.checked == ["status"]
