@@ -15,7 +15,7 @@ import orjson
 
 from podman_rpc.daemon.access import AccessControl, OpenAccess
 from podman_rpc.daemon.config import Config
-from podman_rpc.daemon.lanes import Lane as LaneSlots
+from podman_rpc.daemon.lanes import LaneLimiter
 from podman_rpc.daemon.podman_pool import PodmanPool
 from podman_rpc.protocol.envelope import PROTOCOL_VERSION
 from podman_rpc.protocol.errors import Overloaded, RpcError, ShuttingDown
@@ -75,7 +75,7 @@ class DaemonState:
         self.pool = pool
         self.instance_id = make_instance_id()
         self.started_ns = time.monotonic_ns()  # uptime in whole nanoseconds: no float rounding
-        self.lanes = {lane.value: LaneSlots(lane.value, config.lane(lane), self._lanes_changed)
+        self.lanes = {lane.value: LaneLimiter(lane.value, config.lane(lane), self._lanes_changed)
                       for lane in Lane}
         self.lane_stats = {name: lane.stats for name, lane in self.lanes.items()}  # live views
         self.counters = Counters()

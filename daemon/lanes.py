@@ -2,9 +2,9 @@
 
 A full queue answers at once with Overloaded (and a retry hint) instead of
 letting waiters pile up; time spent queued counts against the call's deadline
-because the caller's deadline scope already encloses :meth:`Lane.slot`.
+because the caller's deadline scope already encloses :meth:`LaneLimiter.slot`.
 
-Each lane keeps its figures in :attr:`Lane.stats`, a dict updated in place on
+Each lane keeps its figures in :attr:`LaneLimiter.stats`, a dict updated in place on
 every change, and calls ``on_change`` after each update: ``status`` is polled far
 more often than lanes change, so the daemon encodes the figures once per change
 (see ``DaemonState._lanes_changed``) instead of once per call.
@@ -24,7 +24,7 @@ from podman_rpc.protocol.errors import Overloaded
 _NO_SLOT: AsyncContextManager[None] = contextlib.nullcontext()
 
 
-class Lane:
+class LaneLimiter:
     """One lane's slots and its FIFO of waiters."""
 
     def __init__(self, name: str, config: LaneConfig,
