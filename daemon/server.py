@@ -291,13 +291,8 @@ class Server:
         until = loop.time() + self.config.drain_grace
         while state.in_flight() and loop.time() < until:
             await asyncio.sleep(0.05)
-        pending = []
-        for conn in list(state.connections):
-            for entries in conn.in_flight.values():
-                for task, ctx in entries:
-                    ctx.cancel_reason = ctx.cancel_reason or CANCEL_SHUTDOWN
-                    task.cancel()
-                    pending.append(task)
+        pending = [task for conn in list(state.connections)
+                   for task in conn.shutdown(CANCEL_SHUTDOWN)]
         if pending:
             log.warning("cancelled requests at end of grace period", count=len(pending))
             await asyncio.wait(pending, timeout=self._left(30))

@@ -93,6 +93,16 @@ def _id_key(request_id: Any) -> tuple[str, Any]:
     return (type(request_id).__name__ if not isinstance(request_id, float) else "int", request_id)
 
 
+def _cancel_entries(entries: list[tuple[asyncio.Task[Any], CallContext]],
+                    reason: str) -> list[asyncio.Task[Any]]:
+    """Cancel these requests; the first reason given sticks (a client's cancel stays one)."""
+    for task, ctx in entries:
+        if ctx.cancel_reason is None:
+            ctx.cancel_reason = reason
+        task.cancel()
+    return [task for task, _ in entries]
+
+
 class Connection(asyncio.Protocol):
     """The asyncio protocol for one accepted unix-socket connection."""
 
@@ -158,12 +168,13 @@ class Connection(asyncio.Protocol):
         for timer in (self._partial_timer, self._write_timer, self._hangup_timer):
             if timer is not None:
                 timer.cancel()
-        for entries in list(self.in_flight.values()):
-            for task, ctx in entries:
-                if ctx.cancel_reason is None:
-                    ctx.cancel_reason = CANCEL_DISCONNECT
-                task.cancel()
+        self.shutdown(CANCEL_DISCONNECT)
         self.state.on_activity()
+
+    def shutdown(self, reason: str) -> list[asyncio.Task[Any]]:
+        """Cancel every request in flight for ``reason`` (disconnect, shutdown); their tasks."""
+        return _cancel_entries([e for entries in self.in_flight.values() for e in entries],
+                               reason)
 
     def eof_received(self) -> bool:
         """The client half-closed (``socat`` at end of input): answer what is in flight, then close."""
@@ -369,11 +380,7 @@ class Connection(asyncio.Protocol):
             reply = None if request.notification else error_reply(
                 request.id, InvalidParams("id", "expected the id of a request in flight"))
         else:
-            found = self.in_flight.get(_id_key(target), [])
-            for task, ctx in found:
-                if ctx.cancel_reason is None:
-                    ctx.cancel_reason = CANCEL_CLIENT
-                task.cancel()
+            found = _cancel_entries(self.in_flight.get(_id_key(target), []), CANCEL_CLIENT)
             reply = None if request.notification else result_reply(
                 request.id, {"cancelled": len(found)})
         if send and reply is not None:
