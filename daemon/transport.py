@@ -206,9 +206,13 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return  # a refused peer: what it sends is discarded unread
-        self._backlog.extend(self.decoder.feed(data))
+        lines = self.decoder.feed(data)
+        self._backlog.extend(lines)
         self._start_backlog()
-        self._arm_partial_timer()
+        if lines or self._partial_timer is None:  # a new partial line, or none: (re)start
+            self._arm_partial_timer()
+        # else the same partial line goes on: its clock runs from its first byte (a client
+        # sending one byte a second must not hold a buffer forever)
 
     def _start_backlog(self) -> None:
         """Start queued lines while the in-flight count and write buffer allow it.
@@ -257,6 +261,7 @@ class Connection(asyncio.Protocol):
             self.close()  # half-closed, and the last queued lines needed no task
 
     def _arm_partial_timer(self) -> None:
+        """Give the partial line now buffered, if any, ``partial_line_timeout`` to complete."""
         if self._partial_timer is not None:
             self._partial_timer.cancel()
             self._partial_timer = None

@@ -176,6 +176,30 @@ def test_half_a_line_then_silence_is_closed(limited: DaemonProcess) -> None:
         assert idle.call("status")["draining"] is False
 
 
+def test_a_line_trickled_byte_by_byte_is_cut_off_by_its_first_bytes_clock(
+        limited: DaemonProcess) -> None:
+    """More bytes do not extend a partial line's time: it must end within the timeout of its
+    first byte (0.5 s here). A slow-loris client sending a byte every 0.1 s is closed."""
+    with limited.connect() as slow, limited.connect() as steady:
+        started = time.monotonic()
+        closed_after = None
+        for byte in b'{"jsonrpc":"2.0","id":1,"method":"status"' + b" " * 200:
+            try:
+                slow.send_bytes(bytes([byte]))
+            except OSError:
+                closed_after = time.monotonic() - started
+                break
+            time.sleep(0.1)
+            if time.monotonic() - started > 10:
+                break
+        if closed_after is None:  # the writes may all fit in buffers: read what it said
+            reply = slow.read()
+            closed_after = time.monotonic() - started
+            assert "timed out" in reply["error"]["message"]
+        assert closed_after < 5, closed_after  # with the clock re-armed per byte: never
+        assert steady.call("status")["draining"] is False
+
+
 def _vm_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
