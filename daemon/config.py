@@ -65,6 +65,7 @@ class Config:
     max_connections: int = 1024
     max_connections_per_uid: int = 256
     partial_line_timeout: float = 30.0
+    max_partial_bytes_total: int = 64 << 20  # partial lines buffered over all connections
     write_timeout: float = 30.0
     write_buffer_high: int = 4 << 20
 

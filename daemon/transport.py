@@ -124,6 +124,8 @@ class Connection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._partial_timer: asyncio.TimerHandle | None = None
+        self.partial_bytes = 0  # of an unfinished line, counted in the daemon-wide budget
+        self.partial_since = 0.0  # loop time of that line's first byte
         self._write_timer: asyncio.TimerHandle | None = None
         self.closed = False
         self._eof = False
@@ -169,6 +171,9 @@ class Connection(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self.shutdown(CANCEL_DISCONNECT)
+        if self.partial_bytes:
+            self.state.partial_bytes_changed(-self.partial_bytes)
+            self.partial_bytes = 0
         self.state.on_activity()
 
     def shutdown(self, reason: str) -> list[asyncio.Task[Any]]:
@@ -211,6 +216,11 @@ class Connection(asyncio.Protocol):
         self._start_backlog()
         if lines or self._partial_timer is None:  # a new partial line, or none: (re)start
             self._arm_partial_timer()
+            self.partial_since = asyncio.get_running_loop().time()
+        buffered = self.decoder.buffered
+        if buffered != self.partial_bytes:
+            delta, self.partial_bytes = buffered - self.partial_bytes, buffered
+            self.state.partial_bytes_changed(delta)
         # else the same partial line goes on: its clock runs from its first byte (a client
         # sending one byte a second must not hold a buffer forever)
 
@@ -270,9 +280,13 @@ class Connection(asyncio.Protocol):
                 self.config.partial_line_timeout, self._partial_line_expired)
 
     def _partial_line_expired(self) -> None:
-        log.info("closing stalled connection", reason="partial line timeout",
-                 uid=self.peer.uid if self.peer else None)
-        self.send(error_reply(None, InvalidRequest("Incomplete line timed out")))
+        self.drop_partial("partial line timeout", "Incomplete line timed out")
+
+    def drop_partial(self, reason: str, message: str) -> None:
+        """Close a connection over its unfinished line, with an error line first."""
+        log.info("closing stalled connection", reason=reason,
+                 uid=self.peer.uid if self.peer else None, buffered=self.partial_bytes)
+        self.send(error_reply(None, InvalidRequest(message)))
         self.close()
 
     def _start_request(self, request: Request) -> None:

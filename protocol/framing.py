@@ -25,6 +25,11 @@ class LineDecoder:
         self._discarding = False
 
     @property
+    def buffered(self) -> int:
+        """Bytes of the partial line held now (what counts against a memory budget)."""
+        return len(self._buffer)
+
+    @property
     def has_partial(self) -> bool:
         """True while a line has started but not ended (used by idle timeouts)."""
         return bool(self._buffer) or self._discarding

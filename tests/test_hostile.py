@@ -200,6 +200,23 @@ def test_a_line_trickled_byte_by_byte_is_cut_off_by_its_first_bytes_clock(
         assert steady.call("status")["draining"] is False
 
 
+def test_unfinished_lines_share_one_budget_and_the_oldest_goes_first(
+        make_daemon: MakeDaemon) -> None:
+    """Past max_partial_bytes_total, the connection holding the oldest partial line is closed
+    with an error line; the others keep theirs and are served."""
+    daemon = make_daemon("max_partial_bytes_total = 1048576\n")
+    with daemon.connect() as first, daemon.connect() as second, daemon.connect() as third:
+        first.send_bytes(b" " * 600_000)
+        assert second.call("status")["connections"] == 3  # the first's bytes have arrived
+        second.send_bytes(b" " * 600_000)  # 1.2 MB unfinished in all: over the budget
+        reply = first.read()
+        assert reply["error"]["code"] == -32600 and "budget" in reply["error"]["message"]
+        assert _closed_by_daemon(first)
+        second.send_bytes(orjson.dumps(_req("status", "kept")) + b"\n")
+        assert second.read()["id"] == "kept"  # its 600 KB of spaces were kept, then parsed
+        assert third.call("status")["draining"] is False
+
+
 def _vm_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
