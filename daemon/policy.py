@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from daemon.policy_rules import (check_caps, check_devices, check_image, check_mounts,
+from daemon.confine import USERNS_MODES, check_privileges
+from daemon.policy_rules import (check_devices, check_image, check_mounts,
                                  check_namespaces, check_network, check_ports,
                                  check_resources, deny, fold, present)
 
@@ -21,7 +22,7 @@ from daemon.policy_rules import (check_caps, check_devices, check_image, check_m
 HARMLESS_FIELDS = frozenset({
     "image", "raw_image_name", "name", "command", "entrypoint", "env", "labels",
     "annotations", "work_dir", "remove", "stdin", "terminal", "hostname", "timeout",
-    "stop_signal", "stop_timeout", "cap_drop", "no_new_privileges", "read_only_filesystem",
+    "stop_signal", "stop_timeout", "read_only_filesystem",
     "read_write_tmpfs", "user", "groups", "init", "dns_server", "dns_search", "dns_option",
     "healthconfig", "shm_size", "timezone", "umask", "expose", "hostadd", "oom_score_adj",
     "restart_policy", "restart_tries", "use_image_hosts", "use_image_resolve_conf",
@@ -29,7 +30,7 @@ HARMLESS_FIELDS = frozenset({
 })
 # Fields the rules below judge.
 JUDGED_FIELDS = frozenset({
-    "privileged", "cap_add", "devices", "netns", "pidns", "ipcns", "userns", "utsns",
+    "privileged", "cap_add", "cap_drop", "no_new_privileges", "devices", "netns", "pidns", "ipcns", "userns", "utsns",
     "cgroupns", "mounts", "volumes", "portmappings", "publish_image_ports", "networks",
     "cni_networks", "resource_limits", "log_configuration",
 })
@@ -52,11 +53,9 @@ class PolicyConfig:
     """The ``[daemon.policy]`` table. Defaults deny everything that reaches the host."""
 
     allow_privileged: bool = False
-    allow_cap_add: tuple[str, ...] = ()  # capability names, or "ALL"
     allow_host_network: bool = False
     allow_host_pid: bool = False
     allow_host_ipc: bool = False
-    allow_host_userns: bool = False
     allow_host_uts: bool = False
     allow_host_cgroupns: bool = False
     allow_devices: tuple[str, ...] = ()  # host device paths, or "*"
@@ -75,6 +74,16 @@ class PolicyConfig:
     images: tuple[str, ...] = ("*",)  # fnmatch patterns over the image reference
     allow_fields: tuple[str, ...] = ()  # extra create-body fields to let through unjudged
     protected_paths: tuple[str, ...] = ()  # more paths treated like Podman's storage
+
+    # what a container gets
+    capabilities: tuple[str, ...] = ()  # the only capabilities it has, e.g. "NET_BIND_SERVICE"; "ALL"
+    userns: str = "auto"  # "auto": its own user namespace (root is not host root); "host"
+    subid_files: tuple[str, ...] = ("/etc/subuid", "/etc/subgid")  # where Podman finds "auto" ids
+
+    def __post_init__(self) -> None:
+        if self.userns not in USERNS_MODES:
+            raise ValueError(f"[daemon.policy] userns must be one of {', '.join(USERNS_MODES)}, "
+                             f"not {self.userns!r}")
 
 
 def policy_from_mapping(raw: Mapping[str, Any]) -> PolicyConfig:
@@ -110,7 +119,7 @@ def check_run_spec(body: Mapping[str, Any], policy: PolicyConfig) -> None:
     check_image(body, policy)
     if body.get("privileged") and not policy.allow_privileged:
         raise deny("privileged", "privileged containers are not allowed")
-    check_caps(body.get("cap_add"), policy)
+    check_privileges(body, policy)
     check_namespaces(body, policy)
     check_devices(body.get("devices"), policy)
     check_network(body, policy)

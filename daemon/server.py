@@ -14,6 +14,7 @@ import structlog
 
 from daemon import access
 from daemon.config import Config
+from daemon.confine import subid_problem
 from daemon.context import DAEMON_VERSION, DaemonState
 from daemon.dispatch import CANCEL_SHUTDOWN, Dispatcher
 from daemon.embedded import EmbeddedPodman, podman_answers
@@ -128,6 +129,9 @@ class Server:
         return configured
 
     async def startup(self) -> None:
+        problem = subid_problem(self.config.policy)  # else container root would be host root
+        if problem is not None:
+            raise StartupError(problem)
         listener = self.choose_socket()
         podman_socket = await self.choose_podman()
         workers = sum(lane.cap for lane in self.config.lanes.values()) + 4

@@ -291,6 +291,7 @@ def test_podman_error_half_way_leaves_nothing(conn: RawConnection) -> None:
 def test_create_body_maps_every_param() -> None:
     """The libpod body as Podman will read it (pure: the live tests above check Podman's view)."""
     from daemon.handlers.run_spec import create_body
+    from daemon.policy import PolicyConfig
     from protocol.methods import Run
 
     params = Run(image="img", command="sh -c 'echo a b'", entrypoint=["/bin/env"],
@@ -298,7 +299,8 @@ def test_create_body_maps_every_param() -> None:
                  pids_limit=10, timeout=2.5, workdir="/w", network_mode="container:abc",
                  mounts=["/src:/dst:Z,rshared", "data:/vol:size=10m"],
                  volumes=["/h:/c:ro"], ports=["127.0.0.1:8080:80/udp"])
-    body = create_body(params, name="n", labels={"l": "v"}, kill_margin=2.0)
+    body = create_body(params, name="n", labels={"l": "v"}, kill_margin=2.0,
+                       policy=PolicyConfig(capabilities=("NET_BIND_SERVICE",)))
     assert body["command"] == ["sh", "-c", "echo a b"] and body["entrypoint"] == ["/bin/env"]
     assert body["env"] == {"A": "1", "B": "x=y"}
     assert body["resource_limits"] == {"memory": {"limit": 64 << 20, "swap": -1},
@@ -307,9 +309,16 @@ def test_create_body_maps_every_param() -> None:
     assert body["timeout"] == 5  # ceil(2.5 + 2.0)
     assert body["netns"] == {"nsmode": "container", "value": "abc"}
     assert body["mounts"] == [
-        {"type": "bind", "source": "/src", "destination": "/dst", "options": ["Z", "rshared"]},
-        {"type": "bind", "source": "/h", "destination": "/c", "options": ["ro"]}]
+        {"type": "bind", "source": "/src", "destination": "/dst",
+         "options": ["Z", "rshared", "nosuid", "nodev"]},
+        {"type": "bind", "source": "/h", "destination": "/c", "options": ["ro", "nosuid", "nodev"]}]
     assert body["volumes"] == [{"Name": "data", "Dest": "/vol", "Options": ["size=10m"]}]
     assert body["portmappings"] == [{"host_ip": "127.0.0.1", "host_port": 8080,
                                      "container_port": 80, "protocol": "udp"}]
     assert body["work_dir"] == "/w" and body["labels"] == {"l": "v"} and body["name"] == "n"
+    # what the container gets of the host: the policy's capabilities only, its own userns
+    assert body["no_new_privileges"] is True and body["userns"] == {"nsmode": "auto"}
+    assert body["cap_drop"] == ["ALL"] and body["cap_add"] == ["NET_BIND_SERVICE"]
+    host = create_body(params, name="n", labels={}, kill_margin=2.0,
+                       policy=PolicyConfig(userns="host"))
+    assert "userns" not in host and "cap_add" not in host and host["cap_drop"] == ["ALL"]
