@@ -33,7 +33,10 @@ def confinement(policy: PolicyConfig) -> dict[str, Any]:
     if policy.capabilities:
         fields["cap_add"] = list(policy.capabilities)
     if policy.userns == "auto":
+        # Over the API the nsmode alone is not enough: Podman 4.3 allocates the range only
+        # when idmappings asks for it (its CLI sets this itself), else it maps ids 1:1.
         fields["userns"] = {"nsmode": "auto"}
+        fields["idmappings"] = {"AutoUserNs": True}
     return fields
 
 
@@ -67,9 +70,18 @@ def check_privileges(body: Mapping[str, Any], policy: PolicyConfig) -> None:
             if _cap_name(cap) not in allowed:
                 raise deny("capabilities", f"capability {_cap_name(cap)} is not allowed",
                            capability=_cap_name(cap))
+    mappings = body.get("idmappings")
+    if present(mappings) and not isinstance(mappings, Mapping):
+        raise deny("userns", "idmappings must be an object", field="idmappings")
+    mappings = fold(mappings, "idmappings")
+    for key, value in mappings.items():  # explicit maps could map container root to host root
+        if key != "autouserns" and present(value) and value is not False:
+            raise deny("userns", f"idmappings.{key[:50]} is not allowed",
+                       field=f"idmappings.{key[:50]}")
     userns = fold(body.get("userns"), "userns")
     mode = str(userns.get("nsmode") or "").lower()
-    if policy.userns == "auto" and (mode != "auto" or present(userns.get("value"))):
+    auto = mode == "auto" and mappings.get("autouserns") is True
+    if policy.userns == "auto" and (not auto or present(userns.get("value"))):
         shown = mode + (":" + str(userns.get("value"))[:50] if present(userns.get("value")) else "")
         raise deny("userns", f"user namespace {shown or 'host'!r} is not allowed: each container "
                    "gets its own (policy userns = \"auto\")", mode=shown[:60] or "host")

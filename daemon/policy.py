@@ -30,7 +30,7 @@ HARMLESS_FIELDS = frozenset({
 })
 # Fields the rules below judge.
 JUDGED_FIELDS = frozenset({
-    "privileged", "cap_add", "cap_drop", "no_new_privileges", "devices", "netns", "pidns", "ipcns", "userns", "utsns",
+    "privileged", "cap_add", "cap_drop", "no_new_privileges", "idmappings", "devices", "netns", "pidns", "ipcns", "userns", "utsns",
     "cgroupns", "mounts", "volumes", "portmappings", "publish_image_ports", "networks",
     "cni_networks", "resource_limits", "log_configuration",
 })

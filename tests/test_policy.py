@@ -27,6 +27,7 @@ SAFE: dict[str, Any] = {
     "no_new_privileges": True,
     "cap_drop": ["ALL"],
     "userns": {"nsmode": "auto"},
+    "idmappings": {"AutoUserNs": True},
     "resource_limits": {"memory": {"limit": 20 << 20, "swap": 20 << 20},
                         "cpu": {"quota": 50000, "period": 100000},
                         "pids": {"limit": 64}},
@@ -88,6 +89,11 @@ CASES: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
     ("private userns is host's", {"userns": {"nsmode": "private"}}, "userns", {"userns": "host"}),
     ("auto with a mapping", {"userns": {"nsmode": "auto", "value": "uidmapping=0:0:1"}},
      "userns", {"userns": "host"}),
+    ("auto without AutoUserNs maps 1:1", {"idmappings": ...}, "userns", {"userns": "host"}),
+    ("explicit id maps", {"idmappings": {"AutoUserNs": True, "UIDMap": [
+        {"container_id": 0, "host_id": 0, "size": 1}]}}, "userns", None),
+    ("auto options", {"idmappings": {"AutoUserNs": True, "AutoUserNsOpts": {
+        "AdditionalUIDMappings": [{"container_id": 0, "host_id": 0, "size": 1}]}}}, "userns", None),
     ("host uts", {"utsns": {"nsmode": "host"}}, "host_uts", {"allow_host_uts": True}),
     ("devices", {"devices": [{"path": "/dev/sda"}]}, "devices", {"allow_devices": ("/dev/sda",)}),
     ("bind outside roots", {"mounts": [bind("/srv/data", "/x")]},
@@ -233,7 +239,7 @@ def test_idmapped_mount_keys_are_denied() -> None:
                                                         "size": 1}]}
     assert denied_rule(body(mounts=[mapped]), ROOTED) == "field"
     assert denied_rule(body(idmappings={"UIDMap": [{"container_id": 0, "host_id": 0}]}),
-                       ROOTED) == "field"
+                       ROOTED) == "userns"
 
 
 def test_policy_capabilities_are_the_only_ones() -> None:
