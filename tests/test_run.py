@@ -194,7 +194,11 @@ def test_invalid_mounts_create_nothing(conn: RawConnection, mount: str, reason: 
 
 
 def test_valid_mount_is_used(make_daemon: Any, tmp_path: Any) -> None:
+    # Container root is not host root (userns=auto): it reads and writes a host directory
+    # only as "others" may, so this one is open to all (pytest makes it 0700).
+    tmp_path.chmod(0o777)
     (tmp_path / "input.txt").write_text("from host")
+    (tmp_path / "input.txt").chmod(0o644)
     daemon = make_daemon(config_text=f'[daemon.policy]\nmount_roots = ["{tmp_path}"]\n')
     with daemon.connect() as conn:
         reply = run(conn, command="cat /data/input.txt", mounts=[f"{tmp_path}:/data:rprivate"])
@@ -202,6 +206,9 @@ def test_valid_mount_is_used(make_daemon: Any, tmp_path: Any) -> None:
         ro = run(conn, command=["sh", "-c", "echo x > /data/new"],
                  volumes=[f"{tmp_path}:/data:ro"])["error"]
         assert ro["data"]["kind"] == "ContainerFailed" and "Read-only" in ro["data"]["stderr"]
+        assert run(conn, command=["sh", "-c", "echo x > /data/new"],
+                   volumes=[f"{tmp_path}:/data"])["result"]["exit_code"] == 0
+        assert (tmp_path / "new").stat().st_uid != 0  # written by container root, not host root
 
 
 @pytest.mark.parametrize("params, field", [
