@@ -27,7 +27,7 @@ SAFE: dict[str, Any] = {
     "no_new_privileges": True,
     "cap_drop": ["ALL"],
     "userns": {"nsmode": "auto"},
-    "idmappings": {"AutoUserNs": True},
+    "idmappings": {"AutoUserNs": True, "AutoUserNsOpts": {"Size": 65536}},
     "resource_limits": {"memory": {"limit": 20 << 20, "swap": 20 << 20},
                         "cpu": {"quota": 50000, "period": 100000},
                         "pids": {"limit": 64}},
@@ -94,6 +94,12 @@ CASES: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
         {"container_id": 0, "host_id": 0, "size": 1}]}}, "userns", None),
     ("auto options", {"idmappings": {"AutoUserNs": True, "AutoUserNsOpts": {
         "AdditionalUIDMappings": [{"container_id": 0, "host_id": 0, "size": 1}]}}}, "userns", None),
+    ("auto passwd file", {"idmappings": {"AutoUserNs": True, "AutoUserNsOpts": {
+        "Size": 10, "PasswdFile": "/etc/passwd"}}}, "userns", None),
+    ("auto size absurd", {"idmappings": {"AutoUserNs": True, "AutoUserNsOpts": {
+        "Size": 1 << 31}}}, "userns", None),
+    ("auto size not a number", {"idmappings": {"AutoUserNs": True, "AutoUserNsOpts": {
+        "Size": "big"}}}, "userns", None),
     ("host uts", {"utsns": {"nsmode": "host"}}, "host_uts", {"allow_host_uts": True}),
     ("devices", {"devices": [{"path": "/dev/sda"}]}, "devices", {"allow_devices": ("/dev/sda",)}),
     ("bind outside roots", {"mounts": [bind("/srv/data", "/x")]},

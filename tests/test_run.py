@@ -325,7 +325,7 @@ def test_create_body_maps_every_param() -> None:
     assert body["work_dir"] == "/w" and body["labels"] == {"l": "v"} and body["name"] == "n"
     # what the container gets of the host: the policy's capabilities only, its own userns
     assert body["no_new_privileges"] is True and body["userns"] == {"nsmode": "auto"}
-    assert body["idmappings"] == {"AutoUserNs": True}
+    assert body["idmappings"] == {"AutoUserNs": True, "AutoUserNsOpts": {"Size": 65536}}
     assert body["cap_drop"] == ["ALL"] and body["cap_add"] == ["NET_BIND_SERVICE"]
     host = create_body(params, name="n", labels={}, kill_margin=2.0,
                        policy=PolicyConfig(userns="host"))
