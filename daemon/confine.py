@@ -7,7 +7,8 @@ range), with ``no_new_privileges``, no capabilities but the policy's list, and
 bind mounts ``nosuid,nodev``. ``create_body`` asks for all of it
 (``confinement``, ``harden_options``); the policy checks the final body
 (``check_privileges`` here, ``check_mount_options`` with the other mount rules),
-so a body built any other way is judged the same. ``subid_problem`` is the start-up check for the id range.
+so a body built any other way is judged the same. ``subid_problem`` is the
+start-up check for the id range.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ MIN_SUBIDS = 1024  # Podman's smallest automatic user namespace
 # storage locks here (2 of 4 rounds of 10 parallel creates hung; 0 of 5 with a size).
 USERNS_SIZE = 65536
 _MAX_USERNS_SIZE = 1 << 24
-
 
 
 def confinement(policy: PolicyConfig) -> dict[str, Any]:
