@@ -30,8 +30,8 @@ HARMLESS_FIELDS = frozenset({
 })
 # Fields the rules below judge.
 JUDGED_FIELDS = frozenset({
-    "privileged", "cap_add", "cap_drop", "no_new_privileges", "idmappings", "devices", "netns", "pidns", "ipcns", "userns", "utsns",
-    "cgroupns", "mounts", "volumes", "portmappings", "publish_image_ports", "networks",
+    "privileged", "cap_add", "cap_drop", "no_new_privileges", "idmappings", "devices", "netns",
+    "pidns", "ipcns", "userns", "utsns", "cgroupns", "mounts", "volumes", "portmappings", "publish_image_ports", "networks",
     "cni_networks", "resource_limits", "log_configuration",
 })
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?\s*$", re.IGNORECASE)
@@ -76,7 +76,7 @@ class PolicyConfig:
     protected_paths: tuple[str, ...] = ()  # more paths treated like Podman's storage
 
     # what a container gets
-    capabilities: tuple[str, ...] = ()  # the only capabilities it has, e.g. "NET_BIND_SERVICE"; "ALL"
+    capabilities: tuple[str, ...] = ()  # its only capabilities, e.g. "NET_BIND_SERVICE"; "ALL"
     userns: str = "auto"  # "auto": its own user namespace (root is not host root); "host"
     subid_files: tuple[str, ...] = ("/etc/subuid", "/etc/subgid")  # where Podman finds "auto" ids
 

@@ -165,7 +165,8 @@ def test_daemon_refuses_to_start_without_the_containers_range(
     make_daemon(f'[daemon.policy]\nuserns = "host"\n{files}')
 
 
-def test_rm_of_a_userns_container_reports_success(make_daemon: Callable[..., DaemonProcess]) -> None:
+def test_rm_of_a_userns_container_reports_success(
+        make_daemon: Callable[..., DaemonProcess]) -> None:
     """Podman 4.3 answers some removes of userns containers 500 (shm busy) yet removes them."""
     daemon = make_daemon()
     with daemon.connect() as conn:

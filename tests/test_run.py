@@ -329,4 +329,5 @@ def test_create_body_maps_every_param() -> None:
     assert body["cap_drop"] == ["ALL"] and body["cap_add"] == ["NET_BIND_SERVICE"]
     host = create_body(params, name="n", labels={}, kill_margin=2.0,
                        policy=PolicyConfig(userns="host"))
-    assert "userns" not in host and "idmappings" not in host and "cap_add" not in host and host["cap_drop"] == ["ALL"]
+    assert "userns" not in host and "idmappings" not in host and "cap_add" not in host
+    assert host["cap_drop"] == ["ALL"]
