@@ -7,15 +7,21 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import orjson
 
-from bench.clients import (LineClient, RestClient, pipelined_throughput, request_line,
-                           time_calls, time_rest)
+from bench.clients import (
+    LineClient,
+    RestClient,
+    pipelined_throughput,
+    request_line,
+    time_calls,
+    time_rest,
+)
 from bench.stats import Measurement
 
 OLDWAY = Path(__file__).resolve().with_name("oldway_client.py")

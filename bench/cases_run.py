@@ -87,7 +87,7 @@ async def _daemon_runs(path: str, line: bytes, total: int, conns: int) -> list[s
                 remaining[0] -= 1
                 writer.write(line)
                 reply = await reader.readline()
-                why = _attempt(lambda: _check_run(reply))
+                why = _attempt(lambda reply=reply: _check_run(reply))
                 if why is not None:
                     failures.append(why)
         finally:

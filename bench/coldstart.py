@@ -1,6 +1,6 @@
 """Cold start under socket activation: time from connect to the first ``ping`` reply.
 
-Each run puts ``podman-rpc serve`` behind ``systemd-socket-activate`` on a fresh
+Each run puts ``podman-rpcd`` behind ``systemd-socket-activate`` on a fresh
 socket, connects (which makes systemd-socket-activate exec the daemon), sends
 ``ping`` and times the reply; then a ``ping`` on a second connection to the now
 warm process, for comparison. The daemon is stopped before the next run, so
@@ -38,9 +38,9 @@ from tests.rig.podman import PodmanService, podman_env  # noqa: E402
 
 
 def serve_command(sock_dir: Path, podman_socket: Path, extra: list[str]) -> list[str]:
-    """The console script when installed next to this Python, else ``python -m daemon``."""
-    script = Path(sys.executable).with_name("podman-rpc")
-    base = [str(script), "serve"] if script.exists() else [sys.executable, "-m", "daemon"]
+    """The console script when installed next to this Python, else ``python -m podman_rpc.daemon``."""
+    script = Path(sys.executable).with_name("podman-rpcd")
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "podman_rpc.daemon"]
     config = sock_dir / "daemon.toml"
     config.write_text(f'[daemon]\nruntime_dir = "{sock_dir / "run"}"\nembedded_podman = false\n')
     return [*base, "--podman-socket", str(podman_socket), "--config", str(config), *extra]

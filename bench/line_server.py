@@ -59,7 +59,7 @@ async def serve(path: Path, result: Any) -> None:
 def main() -> None:
     import uvloop
 
-    from daemon.heap import keep_freed_heap
+    from podman_rpc.daemon.heap import keep_freed_heap
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--socket", type=Path, required=True)

@@ -19,8 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 
 class _FakeTransport:
@@ -73,8 +74,8 @@ async def _abest(rounds: int, calls: int, fn: Callable[[], Awaitable[Any]]) -> f
 
 async def _through_connection(state: Any, dispatcher: Any, method: str, calls: int,
                               chunk: int) -> float:
-    from daemon.transport import Connection
     from bench.clients import request_line
+    from podman_rpc.daemon.transport import Connection
 
     conn = Connection(state, dispatcher)
     transport = _FakeTransport()
@@ -118,14 +119,14 @@ async def measure(calls: int, rounds: int, level: str,
     import orjson
     import structlog
 
-    from daemon.config import Config
-    from daemon.context import DaemonState
-    from daemon.dispatch import Dispatcher
-    from daemon.handlers import load_handlers
-    from daemon.podman_pool import PodmanPool
-    from protocol.envelope import frame_parser, parse_frame, result_reply
-    from protocol.framing import encode
-    from protocol.registry import METHODS
+    from podman_rpc.daemon.config import Config
+    from podman_rpc.daemon.context import DaemonState
+    from podman_rpc.daemon.dispatch import Dispatcher
+    from podman_rpc.daemon.handlers import load_handlers
+    from podman_rpc.daemon.podman_pool import PodmanPool
+    from podman_rpc.protocol.envelope import frame_parser, parse_frame, result_reply
+    from podman_rpc.protocol.framing import encode
+    from podman_rpc.protocol.registry import METHODS
 
     nowhere = Path("/nonexistent/podman.sock")
     state = DaemonState(Config(socket_path=Path("/nonexistent/rpc.sock"), podman_socket=nowhere),
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--level", default="info", help=argparse.SUPPRESS)
     parser.add_argument("--whole-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    from daemon.heap import keep_freed_heap
+    from podman_rpc.daemon.heap import keep_freed_heap
 
     keep_freed_heap()  # as the daemon and the line server both run: it decides their large buffers
     out = sys.stdout
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     saved_stderr = os.dup(2)
     os.dup2(log_file.fileno(), 2)  # the daemon's stderr is a file or a pipe, never a terminal
     sys.stderr = open(2, "w", buffering=1, closefd=False)
-    from daemon.logs import configure_logging
+    from podman_rpc.daemon.logs import configure_logging
 
     configure_logging(args.level)  # structlog caches loggers: one level per process
     try:

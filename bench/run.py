@@ -19,16 +19,15 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import orjson
 
 from bench import cases_resources, cases_rpc, cases_run
 from bench.clients import LineClient, NotImplementedByDaemon
 from bench.rig import BenchRig, raise_nofile
-from bench.stats import (Measurement, Ratio, absolute, measurements_table, ratio,
-                         ratio_table)
+from bench.stats import Measurement, Ratio, absolute, measurements_table, ratio, ratio_table
 
 CASES = ("ping", "local", "throughput", "listing", "run", "memory", "cold")
 
@@ -114,7 +113,7 @@ def plot(rows: list[Measurement], path: Path) -> None:
     cases = [c for c in dict.fromkeys(r.case for r in rows)
              if any(r.case == c and len(r.samples) > 1 for r in rows)]
     fig, axes = plt.subplots(len(cases), 1, figsize=(9, 2.6 * max(len(cases), 1)), squeeze=False)
-    for ax, case in zip(axes[:, 0], cases):
+    for ax, case in zip(axes[:, 0], cases, strict=True):
         for row in rows:
             if row.case == case and len(row.samples) > 1:
                 xs = sorted(s * 1000 for s in row.samples)
@@ -196,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         rig.close()
     header = (f"podman-rpc bench, {'quick' if args.quick else 'full'} run, "
-              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+              f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
               f"{time.perf_counter() - began:.0f} s\n\nMachine: {machine()}; "
               f"RLIMIT_NOFILE {soft}/{hard}; 1-minute load average {load_before:.1f} at start, "
               f"{os.getloadavg()[0]:.1f} at end (other work on the machine skews every figure).\n")

@@ -17,7 +17,8 @@ import statistics
 import struct
 import subprocess
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from podman import PodmanClient
 

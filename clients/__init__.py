@@ -1,13 +1,13 @@
 """Clients for the podman-rpc daemon. Importing them never imports uvloop, podman-py or structlog.
 
-    from clients import Client
+    from podman_rpc import Client
     with Client() as client:                 # $PODMAN_RPC_SOCKET or the default socket
         print(client.ping())                 # "Pong"
         out = client.run(image="localhost/busybox:latest", command="echo hi")
 
 ``AsyncClient`` is the asyncio twin; ``Client.bridge([...])`` speaks through a
 command such as ``ssh host podman-rpc bridge``. Errors are the classes of
-``protocol.errors`` (``NotFound``, ``ContainerFailed``...), each with ``.data``.
+``podman_rpc.protocol.errors`` (``NotFound``, ``ContainerFailed``...), each with ``.data``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_LAZY = {"AsyncClient": "clients.aio", "Call": "clients.aio", "Client": "clients.sync",
-         "ConnectionLost": "clients._core", "Progress": "clients._core",
-         "default_socket": "clients._core", "errors": "protocol.errors"}
+_LAZY = {"AsyncClient": "podman_rpc.aio", "Call": "podman_rpc.aio", "Client": "podman_rpc.sync",
+         "ConnectionLost": "podman_rpc.protocol.errors",
+         "ClientTimeout": "podman_rpc.protocol.errors", "Progress": "podman_rpc._core",
+         "default_socket": "podman_rpc._core", "errors": "podman_rpc.protocol.errors"}
 
 __all__ = sorted(_LAZY)
 
@@ -25,7 +26,7 @@ __all__ = sorted(_LAZY)
 def __getattr__(name: str) -> Any:
     """Load on first use: a blocking caller (the compat CLI) never pays for asyncio."""
     if name not in _LAZY:
-        raise AttributeError(f"module 'clients' has no attribute {name!r}")
+        raise AttributeError(f"module 'podman_rpc' has no attribute {name!r}")
     module = importlib.import_module(_LAZY[name])
     value = module if name == "errors" else getattr(module, name)
     globals()[name] = value

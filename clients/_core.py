@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
-from protocol.errors import RpcError, error_from_wire
-from protocol.framing import OVERSIZE, LineDecoder, encode
-from protocol.registry import METHODS, MethodSpec
+from podman_rpc.protocol.errors import ConnectionLost, RpcError, error_from_wire
+from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, encode
+from podman_rpc.protocol.registry import METHODS, MethodSpec
 
 PROGRESS_METHOD = "$/progress"
 CANCEL_METHOD = "$/cancelRequest"
@@ -45,12 +46,9 @@ class Progress(NamedTuple):
 ProgressCallback = Callable[[Progress], Any]
 
 
-class ConnectionLost(ConnectionError):
-    """The connection closed before the reply came; the next call reconnects."""
-
-
-def encode_request(request_id: Any, method: str, params: dict[str, Any] | None) -> bytes:
-    """One request line; ``params`` is left out when empty, as the transcripts show."""
+def encode_request(request_id: Any, method: str,
+                   params: dict[str, Any] | list[Any] | None) -> bytes:
+    """One request line; ``params`` (by name, or a list by position) is left out when empty."""
     message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
     if params:
         message["params"] = params
@@ -188,7 +186,7 @@ def _make_method(spec: MethodSpec) -> Callable[..., Any]:
 
     method.__name__ = method.__qualname__ = py_name(spec.name)
     method.__doc__ = spec.doc.strip() or spec.name
-    method.__signature__ = _signature(spec)  # type: ignore[attr-defined]
+    method.__signature__ = _signature(spec)  # type: ignore[attr-defined]  # read by help() and inspect
     return method
 
 

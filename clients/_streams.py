@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 
-class Stream:
+class Stream(Protocol):
     """A byte pipe to the daemon: a unix socket, or a bridge subprocess's stdin/stdout."""
 
     def send(self, data: bytes) -> None: ...
@@ -47,20 +48,20 @@ class ProcessStream(Stream):
     def __init__(self, argv: Sequence[str]) -> None:
         self.proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      bufsize=0)
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both are PIPE
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
-        assert self.stdin is not None and self.stdout is not None
 
     def send(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            view = view[self.stdin.write(view):]  # type: ignore[union-attr]
+            view = view[self.stdin.write(view):]
 
     def recv(self) -> bytes:
-        return os.read(self.stdout.fileno(), 1 << 16)  # type: ignore[union-attr]
+        return os.read(self.stdout.fileno(), 1 << 16)
 
     def close(self) -> None:
         try:
-            self.stdin.close()  # type: ignore[union-attr]
+            self.stdin.close()
         except OSError:
             pass
         try:
@@ -72,4 +73,4 @@ class ProcessStream(Stream):
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.stdout.close()  # type: ignore[union-attr]
+        self.stdout.close()

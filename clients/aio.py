@@ -11,13 +11,28 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
+from typing import Any
 
-from clients._core import (ConnectionLost, Progress, ProgressCallback, Router, Waiter,
-                           default_socket, encode_cancel, encode_notification, encode_request,
-                           has_progress, outcome, prepare_params, unwrap,
-                           settler, with_registry_methods)
-from protocol.registry import METHODS, MethodSpec
+from podman_rpc._core import (
+    ConnectionLost,
+    Progress,
+    ProgressCallback,
+    Router,
+    Waiter,
+    default_socket,
+    encode_cancel,
+    encode_notification,
+    encode_request,
+    has_progress,
+    outcome,
+    prepare_params,
+    settler,
+    unwrap,
+    with_registry_methods,
+)
+from podman_rpc.protocol.errors import ClientTimeout
+from podman_rpc.protocol.registry import METHODS, MethodSpec
 
 Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter, Any]]]
 
@@ -69,12 +84,12 @@ class _Session:
         self.writer.close()
         try:
             await asyncio.wait_for(self.task, 5)
-        except (asyncio.TimeoutError, asyncio.CancelledError, OSError):
+        except (TimeoutError, asyncio.CancelledError, OSError):
             self.task.cancel()
         if self.process is not None:
             try:
                 await asyncio.wait_for(self.process.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
 
@@ -178,12 +193,20 @@ class AsyncClient:
         try:
             async with asyncio.timeout(wait):
                 reply = await future
-        except (asyncio.CancelledError, TimeoutError):
-            if future.cancelled() or not future.done():  # awaiting it cancels it, too
-                session.router.waiters.pop(request_id, None)
-                session.send_nowait(encode_cancel(request_id))
+        except asyncio.CancelledError:
+            self._forget(session, request_id, future)
             raise
+        except TimeoutError:
+            self._forget(session, request_id, future)
+            raise ClientTimeout(f"{method}: no reply within {wait}s; cancelled") from None
         return unwrap(reply)
+
+    @staticmethod
+    def _forget(session: _Session, request_id: int, future: asyncio.Future[Any]) -> None:
+        """A call given up on: its reply will be dropped and the daemon told to cancel it."""
+        if future.cancelled() or not future.done():  # awaiting it cancels it, too
+            session.router.waiters.pop(request_id, None)
+            session.send_nowait(encode_cancel(request_id))
 
     async def call(self, method: str, /, **params: Any) -> Any:
         """``await client.call("ping")``: any method by name, not validated here."""

@@ -1,30 +1,31 @@
 """The ``podman-rpc`` command: ``serve`` runs the daemon; the rest talk to it.
 
-Only ``serve`` imports the daemon (uvloop, podman-py, structlog), and only when
-it runs: every other command loads the client side alone.
+No command imports the daemon (uvloop, podman-py, structlog): ``serve`` execs it
+(``podman_rpc.daemon.main``, also installed as ``podman-rpcd``).
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
-from clients._core import default_socket, has_progress
-from clients.follow import Follower
+from podman_rpc._core import default_socket, has_progress
+from podman_rpc.follow import Follower
+from podman_rpc.protocol.version import VERSION
 
 
 def _serve(args: argparse.Namespace) -> int:
-    try:
-        from daemon.main import serve  # the daemon's dependencies load only here
-    except ModuleNotFoundError as exc:
-        print(f"podman-rpc serve: {exc.name} is missing; the daemon needs the `daemon` extra:"
-              " pip install 'podman-rpc[daemon]'", file=sys.stderr)
-        return 2
-    return serve(args)
+    """Become the daemon (same pid, so systemd's socket activation and notify still hold).
+
+    The clients never import the daemon: ``serve`` execs ``python -m podman_rpc.daemon``.
+    """
+    os.execv(sys.executable, [sys.executable, "-m", "podman_rpc.daemon", *args.rest])
 
 
 def _print_json(value: Any, stream: Any) -> None:
@@ -32,7 +33,7 @@ def _print_json(value: Any, stream: Any) -> None:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from clients.sync import Client
+    from podman_rpc.sync import Client
 
     return Client(args.socket)
 
@@ -43,24 +44,26 @@ def _unreachable(command: str, path: str, exc: OSError) -> int:
 
 
 def _call(args: argparse.Namespace) -> int:
-    from protocol.errors import RpcError
-    from protocol.registry import METHODS
+    from podman_rpc.protocol.errors import RpcError
+    from podman_rpc.protocol.registry import METHODS
 
     try:
         params = orjson.loads(args.params) if args.params else None
     except orjson.JSONDecodeError as exc:
         print(f"podman-rpc call: PARAMS_JSON is not valid JSON: {exc}", file=sys.stderr)
         return 2
-    if params is not None and not isinstance(params, dict):
-        print("podman-rpc call: PARAMS_JSON must be a JSON object", file=sys.stderr)
+    if params is not None and not isinstance(params, (dict, list)):
+        print("podman-rpc call: PARAMS_JSON must be a JSON object (params by name) or array"
+              " (by position)", file=sys.stderr)
         return 2
     follower = None
-    if args.follow:
-        spec = METHODS.get(args.method)
-        if spec is not None and has_progress(spec):
-            params = {**(params or {}), "progress": True}
-        follower = Follower(args.method, sys.stderr)
     try:
+        if args.follow:
+            spec = METHODS.get(args.method)
+            if spec is not None and has_progress(spec):
+                named = spec.by_name(params) if isinstance(params, list) else params or {}
+                params = {**named, "progress": True}
+            follower = Follower(args.method, sys.stderr)
         with _client(args) as client:
             result = client.request(args.method, params,
                                     on_progress=follower.show if follower else None)
@@ -153,34 +156,33 @@ def _describe(args: argparse.Namespace) -> int:
 
 
 def _bridge(args: argparse.Namespace) -> int:
-    from clients.bridge import bridge
+    from podman_rpc.bridge import bridge
 
     return bridge(args.socket)
 
 
 def _compat(args: argparse.Namespace) -> int:
-    from clients.compat import main as compat_main
+    from podman_rpc.compat import main as compat_main
 
     return compat_main(args.rest, prog="podman-rpc compat")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="podman-rpc", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="podman-rpc", description="Run the podman-rpc daemon (serve), or talk to it.")
+    parser.add_argument("--version", action="version", version=f"podman-rpc {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the daemon")
-    serve.add_argument("--socket", help="daemon socket (env PODMAN_RPC_SOCKET)")
-    serve.add_argument("--podman-socket", help="Podman's socket (env PODMAN_SOCKET_PATH)")
-    serve.add_argument("--config", help="TOML config file ([daemon] table)")
-    serve.add_argument("--log-level", help="debug, info, warning or error")
-    serve.add_argument("--idle-timeout", type=float,
-                       help="exit after this many idle seconds (off by default)")
+    serve = sub.add_parser("serve", help="run the daemon (podman-rpcd); --help for its options",
+                           add_help=False)
+    serve.add_argument("rest", nargs=argparse.REMAINDER)
     serve.set_defaults(func=_serve)
 
     socket_help = "daemon socket (default: $PODMAN_RPC_SOCKET or the serve default)"
     call = sub.add_parser("call", help="send one request and print its result")
     call.add_argument("method")
-    call.add_argument("params", nargs="?", help="params as a JSON object")
+    call.add_argument("params", nargs="?",
+                      help="params: a JSON object (by name) or array (by position)")
     call.add_argument("--socket", default=default_socket(), help=socket_help)
     call.add_argument("--follow", action="store_true",
                       help="ask for $/progress and print it on stderr as it comes")
@@ -210,12 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:  # every later argument is the daemon's, --help included
+        return _serve(argparse.Namespace(rest=argv[1:]))
     if argv[:1] == ["compat"]:  # every later argument is the old CLI's, options included
-        from clients.compat import main as compat_main
+        from podman_rpc.compat import main as compat_main
 
         return compat_main(argv[1:], prog="podman-rpc compat")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: the shell's convention, without a traceback
+        print(file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -24,11 +24,12 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from clients._core import default_socket
-from clients.sync import Client
-from protocol.errors import ContainerFailed, RpcError
+from podman_rpc._core import default_socket
+from podman_rpc.protocol.errors import ContainerFailed, RpcError
+from podman_rpc.sync import Client
 
 
 def build_parser(prog: str = "podman_client.py") -> argparse.ArgumentParser:

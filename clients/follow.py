@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from clients._core import Progress
+from podman_rpc._core import Progress
 
 _STEP = re.compile(r"\bstep\s+(\d+)\s*/\s*(\d+)", re.IGNORECASE)
 

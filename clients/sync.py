@@ -10,16 +10,36 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
-from clients._core import (ConnectionLost, ProgressCallback, Router, Waiter, default_socket,
-                           encode_cancel, encode_notification,
-                           encode_request, outcome, prepare_params, unwrap,
-                           settler, with_registry_methods)
-from clients._streams import ProcessStream, SocketStream, Stream
-from protocol.registry import MethodSpec
+from podman_rpc._core import (
+    ConnectionLost,
+    ProgressCallback,
+    Router,
+    Waiter,
+    default_socket,
+    encode_cancel,
+    encode_notification,
+    encode_request,
+    outcome,
+    prepare_params,
+    settler,
+    unwrap,
+    with_registry_methods,
+)
+from podman_rpc._streams import ProcessStream, SocketStream, Stream
+from podman_rpc.protocol.errors import ClientTimeout
+from podman_rpc.protocol.registry import MethodSpec
+
+
+class Submitted(Future[Any]):
+    """A submitted request's Future; it remembers its id and connection for ``cancel``."""
+
+    request_id: int
+    session: _Session
 
 
 class _Session:
@@ -148,12 +168,12 @@ class Client:
         self.close()
 
     # --- calls --------------------------------------------------------------------
-    def submit(self, method: str, params: dict[str, Any] | None = None, *,
+    def submit(self, method: str, params: dict[str, Any] | list[Any] | None = None, *,
                on_progress: ProgressCallback | None = None) -> Future[Any]:
         """Send a request now; the Future holds its result or its error."""
         request_id = next(self._ids)
         raw: Future[Any] = Future()
-        future: Future[Any] = Future()
+        future = Submitted()
 
         def done(reply_future: Future[Any]) -> None:
             exc = reply_future.exception()
@@ -168,11 +188,10 @@ class Client:
         raw.add_done_callback(done)
         session = self._send(encode_request(request_id, method, params),
                              {request_id: Waiter(settler(raw), on_progress)})
-        future.request_id = request_id  # type: ignore[attr-defined]
-        future.session = session  # type: ignore[attr-defined]
+        future.request_id, future.session = request_id, session
         return future
 
-    def request(self, method: str, params: dict[str, Any] | None = None, *,
+    def request(self, method: str, params: dict[str, Any] | list[Any] | None = None, *,
                 on_progress: ProgressCallback | None = None,
                 timeout: float | None = None) -> Any:
         """Send one request and wait for its result; errors raise."""
@@ -182,7 +201,7 @@ class Client:
             return future.result(wait)
         except FutureTimeout:
             self.cancel(future)
-            raise TimeoutError(f"{method}: no reply within {wait}s; cancelled") from None
+            raise ClientTimeout(f"{method}: no reply within {wait}s; cancelled") from None
 
     def call(self, method: str, /, **params: Any) -> Any:
         """``client.call("ping")``: any method by name, params as keywords, not validated here."""
@@ -194,11 +213,12 @@ class Client:
 
     def cancel(self, future: Future[Any]) -> None:
         """Ask the daemon to cancel a submitted request; its Future then fails."""
-        session: _Session = future.session  # type: ignore[attr-defined]
-        request_id = future.request_id  # type: ignore[attr-defined]
+        if not isinstance(future, Submitted):
+            raise TypeError("cancel() takes a Future returned by submit()")
+        session, request_id = future.session, future.request_id
         session.forget(request_id)
         if not future.done():
-            future.set_exception(TimeoutError(f"request {request_id} cancelled by the client"))
+            future.set_exception(ClientTimeout(f"request {request_id} cancelled by the client"))
         try:
             session.send(encode_cancel(request_id), {})
         except (OSError, ConnectionLost):
@@ -209,7 +229,7 @@ class Client:
         entries = [(next(self._ids), method, params) for method, params in calls]
         if not entries:
             return []
-        futures = {rid: Future() for rid, _, _ in entries}
+        futures: dict[int, Future[Any]] = {rid: Future() for rid, _, _ in entries}
         lines = b",".join(encode_request(rid, m, p)[:-1] for rid, m, p in entries)
         self._send(b"[" + lines + b"]\n",
                    {rid: Waiter(settler(futures[rid])) for rid, _, _ in entries})

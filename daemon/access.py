@@ -15,16 +15,17 @@ import os
 import pwd
 import socket
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from protocol.errors import PolicyDenied, RpcError
-from protocol.registry import METHODS, MethodSpec, Role
+from podman_rpc.protocol.errors import PolicyDenied, RpcError
+from podman_rpc.protocol.registry import METHODS, MethodSpec, Role
 
 if TYPE_CHECKING:
-    from daemon.transport import Connection, Peer
+    from podman_rpc.daemon.transport import Connection, Peer
 
 log = structlog.get_logger("podman_rpc.access")
 
@@ -131,7 +132,7 @@ class AccessControl:
             self.allow_groups = frozenset({socket_gid} if socket_gid is not None else ())
         else:
             self.allow_groups = frozenset(config.allow_groups)
-        self._roles: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._roles: weakref.WeakKeyDictionary[Any, Role] = weakref.WeakKeyDictionary()
 
     def check(self, peer: Peer | None) -> RpcError | None:
         """The refusal for a new connection, or None to admit it."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from daemon.access import AccessConfig, access_from_mapping
-from daemon.policy import PolicyConfig, policy_from_mapping
-from protocol.registry import Lane
+from podman_rpc.daemon.access import AccessConfig, access_from_mapping
+from podman_rpc.daemon.policy import PolicyConfig, policy_from_mapping
+from podman_rpc.protocol.registry import Lane
 
 
 def default_runtime_dir() -> Path:
@@ -53,7 +54,6 @@ class Config:
     runtime_dir: Path = field(default_factory=default_runtime_dir)
     embedded_podman: bool = True
     log_level: str = "info"
-    log_params: bool = False
     socket_mode: int = 0o660
 
     # framing and hostile input

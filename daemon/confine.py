@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import pwd
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from daemon.policy_rules import FORCED_HOST_OPTIONS, deny, fold, present
+from podman_rpc.daemon.policy_rules import FORCED_HOST_OPTIONS, deny, fold, present
 
 if TYPE_CHECKING:
-    from daemon.policy import PolicyConfig
+    from podman_rpc.daemon.policy import PolicyConfig
 
 USERNS_MODES = ("auto", "host")
 SUBID_OWNER = "containers"  # the user Podman takes --userns=auto ranges from

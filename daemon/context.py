@@ -7,22 +7,24 @@ import os
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from daemon.config import Config
-from daemon.lanes import Lane as LaneSlots
-from daemon.podman_pool import PodmanPool
-from protocol.envelope import PROTOCOL_VERSION
-from protocol.errors import Overloaded, RpcError, ShuttingDown
-from protocol.registry import METHODS, Lane, MethodSpec, Role
+from podman_rpc.daemon.config import Config
+from podman_rpc.daemon.lanes import Lane as LaneSlots
+from podman_rpc.daemon.podman_pool import PodmanPool
+from podman_rpc.protocol.envelope import PROTOCOL_VERSION
+from podman_rpc.protocol.errors import Overloaded, RpcError, ShuttingDown
+from podman_rpc.protocol.registry import METHODS, Lane, MethodSpec, Role
+from podman_rpc.protocol.version import VERSION
 
 if TYPE_CHECKING:
-    from daemon.transport import Connection
+    from podman_rpc.daemon.transport import Connection
 
-DAEMON_VERSION = "0.1.0"
+DAEMON_VERSION = VERSION
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -53,10 +55,14 @@ def instance_alive(instance_id: str) -> bool:
 
 @dataclass
 class Counters:
-    """Requests served and failed by method (containers reaped: ``DaemonState.status_view``)."""
+    """Requests by method and outcome (containers reaped: ``DaemonState.status_view``).
+
+    ``disconnected``: ended because their client went away, so neither served nor failed.
+    """
 
     served: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     failed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    disconnected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 class DaemonState:
@@ -97,7 +103,8 @@ class DaemonState:
             "podman": self.pool.figures,  # socket, reachable, version: the pool keeps them
             "connections": 0,
             "lanes": self._encoded_lanes(),
-            "requests": {"served": counters.served, "failed": counters.failed},  # live dicts
+            "requests": {"served": counters.served, "failed": counters.failed,  # live dicts
+                         "disconnected": counters.disconnected},
             "containers_reaped": 0,
             "draining": False,
         }
@@ -112,7 +119,7 @@ class DaemonState:
     @property
     def draining(self) -> bool:
         """Shutting down: new connections and Podman-bound calls are refused."""
-        return self.status_view["draining"]  # type: ignore[no-any-return]
+        return bool(self.status_view["draining"])
 
     @draining.setter
     def draining(self, value: bool) -> None:
@@ -120,7 +127,8 @@ class DaemonState:
 
     @property
     def podman_version(self) -> str | None:
-        return self.pool.figures["version"]  # type: ignore[no-any-return]
+        version: str | None = self.pool.figures["version"]
+        return version
 
     @podman_version.setter
     def podman_version(self, version: str | None) -> None:

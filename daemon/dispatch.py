@@ -14,20 +14,33 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from daemon.context import CallContext, DaemonState
-from daemon.handlers import Handler, LocalHandler, is_local
-from protocol.envelope import Request, error_reply, result_line, result_reply
-from protocol.errors import (InternalError, MethodNotFound, RequestCancelled, RpcError,
-                             ShuttingDown, Timeout)
-from protocol.framing import encode
-from protocol.registry import METHODS, Lane, MethodSpec
+from podman_rpc.daemon.context import CallContext, DaemonState
+from podman_rpc.daemon.handlers import Handler, LocalHandler, is_local
+from podman_rpc.protocol.envelope import (
+    BadRequest,
+    Request,
+    error_reply,
+    result_line,
+    result_reply,
+)
+from podman_rpc.protocol.errors import (
+    InternalError,
+    MethodNotFound,
+    RequestCancelled,
+    RpcError,
+    ShuttingDown,
+    Timeout,
+)
+from podman_rpc.protocol.framing import encode
+from podman_rpc.protocol.registry import METHODS, Lane, MethodSpec
 
 if TYPE_CHECKING:
-    from daemon.transport import Connection
+    from podman_rpc.daemon.transport import Connection
 
 log = structlog.get_logger("podman_rpc.request")
 
@@ -133,6 +146,7 @@ class Dispatcher:
             elif ctx.cancel_reason == CANCEL_SHUTDOWN:
                 error = ShuttingDown("Request cancelled: daemon shutting down")
             else:
+                self.state.counters.disconnected[spec.name] += 1
                 self._finish(ctx, request, started, "disconnected")
                 raise
             return self._error(ctx, request, started, error)
@@ -169,5 +183,16 @@ def reject(request: Request, error: RpcError, connection: Connection | None) -> 
     return None if request.notification else error_reply(request.id, error)
 
 
-__all__ = ["Dispatcher", "LocalCall", "reject", "CANCEL_CLIENT", "CANCEL_DISCONNECT",
+
+def refuse(item: BadRequest, connection: Connection | None) -> dict[str, Any] | None:
+    """The reply for a line that never became a request (not JSON, not a Request object,
+    over a limit), logged like any failed request; None for a notification (``silent``)."""
+    peer = connection.peer if connection is not None else None
+    log.info("request", method=None, id=item.id, outcome=item.error.kind, code=item.error.code,
+             reason=item.error.message[:200], uid=peer.uid if peer else None,
+             pid=peer.pid if peer else None)
+    return None if item.silent else error_reply(item.id, item.error)
+
+
+__all__ = ["Dispatcher", "LocalCall", "reject", "refuse", "CANCEL_CLIENT", "CANCEL_DISCONNECT",
            "CANCEL_SHUTDOWN"]

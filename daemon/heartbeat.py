@@ -12,9 +12,9 @@ import asyncio
 
 import structlog
 
-from daemon.context import DaemonState
-from daemon.idle import busy_reason
-from daemon.systemd import Notifier
+from podman_rpc.daemon.context import DaemonState
+from podman_rpc.daemon.idle import busy_reason
+from podman_rpc.daemon.systemd import Notifier
 
 log = structlog.get_logger("podman_rpc.heartbeat")
 

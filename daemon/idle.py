@@ -14,11 +14,11 @@ stop without any request finishing.
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 import structlog
 
-from daemon.context import DaemonState
+from podman_rpc.daemon.context import DaemonState
 
 log = structlog.get_logger("podman_rpc.idle")
 

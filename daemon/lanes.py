@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from typing import AsyncContextManager, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 
-from daemon.config import LaneConfig
-from protocol.errors import Overloaded
-
+from podman_rpc.daemon.config import LaneConfig
+from podman_rpc.protocol.errors import Overloaded
 
 _NO_SLOT: AsyncContextManager[None] = contextlib.nullcontext()
 

@@ -1,14 +1,18 @@
-"""``podman-rpc serve``: build the one Config, set up logging, run the Server."""
+"""``podman-rpcd`` (also ``podman-rpc serve``): parse, build the one Config, set up
+logging, run the Server. The serve command line lives here, with the daemon, so
+the clients never import the daemon and the daemon never imports the clients."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
+from collections.abc import Sequence
 
-from daemon.config import load_config
-from daemon.heap import keep_freed_heap
-from daemon.logs import configure_logging
-from daemon.server import Server
+from podman_rpc.daemon.config import load_config
+from podman_rpc.daemon.heap import keep_freed_heap
+from podman_rpc.daemon.logs import configure_logging
+from podman_rpc.daemon.server import Server, hard_exit
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -24,4 +28,23 @@ def serve(args: argparse.Namespace) -> int:
         print(f"podman-rpc serve: bad configuration: {exc}", file=sys.stderr)
         return 2
     keep_freed_heap()  # bursts of replies no longer fault the same pages in again
-    return Server(config).run()
+    code = Server(config).run()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+           if t is not threading.main_thread()):
+        hard_exit(code)  # a worker still inside a Podman call: do not wait to join it
+    return code
+
+
+def build_parser(prog: str = "podman-rpc serve") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Run the podman-rpc daemon.")
+    parser.add_argument("--socket", help="daemon socket (env PODMAN_RPC_SOCKET)")
+    parser.add_argument("--podman-socket", help="Podman's socket (env PODMAN_SOCKET_PATH)")
+    parser.add_argument("--config", help="TOML config file ([daemon] table)")
+    parser.add_argument("--log-level", help="debug, info, warning or error")
+    parser.add_argument("--idle-timeout", type=float,
+                        help="exit after this many idle seconds (off by default)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return serve(build_parser().parse_args(argv))

@@ -8,10 +8,16 @@ exceptions itself and no traceback reaches the wire.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
-from protocol.errors import (Conflict, InvalidParams, NotFound, PodmanError,
-                             PodmanUnavailable, RpcError)
+from podman_rpc.protocol.errors import (
+    Conflict,
+    InvalidParams,
+    NotFound,
+    PodmanError,
+    PodmanUnavailable,
+    RpcError,
+)
 
 
 def _status(exc: BaseException) -> int | None:

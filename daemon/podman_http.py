@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from protocol.errors import PodmanUnavailable
+from podman_rpc.protocol.errors import PodmanUnavailable
 
 API_PREFIX = "/v4.0.0/libpod"
 _IDEMPOTENT = frozenset({"GET", "HEAD"})

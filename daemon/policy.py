@@ -10,13 +10,23 @@ let through. Each denial is ``PolicyDenied`` with ``data.rule`` naming the rule.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
-from daemon.confine import USERNS_MODES, check_privileges
-from daemon.policy_rules import (check_devices, check_image, check_mounts,
-                                 check_namespaces, check_network, check_ports,
-                                 check_resources, deny, fold, present)
+from podman_rpc.daemon.confine import USERNS_MODES, check_privileges
+from podman_rpc.daemon.policy_rules import (
+    check_devices,
+    check_image,
+    check_mounts,
+    check_namespaces,
+    check_network,
+    check_ports,
+    check_resources,
+    deny,
+    fold,
+    present,
+)
 
 # Fields of the create body that need no judgement (they cannot reach the host).
 HARMLESS_FIELDS = frozenset({
@@ -74,6 +84,10 @@ class PolicyConfig:
     images: tuple[str, ...] = ("*",)  # fnmatch patterns over the image reference
     allow_fields: tuple[str, ...] = ()  # extra create-body fields to let through unjudged
     protected_paths: tuple[str, ...] = ()  # more paths treated like Podman's storage
+    # builds and pulls (daemon.build_policy)
+    build_roots: tuple[str, ...] = ()  # where a non-admin build context may be (none: admin only)
+    build_networks: tuple[str, ...] = ("none",)  # networks a build's RUN steps may use
+    max_build_context_bytes: int = 1 << 30  # the context tar is cut off past this
 
     # what a container gets
     capabilities: tuple[str, ...] = ()  # its only capabilities, e.g. "NET_BIND_SERVICE"; "ALL"
@@ -94,7 +108,7 @@ def policy_from_mapping(raw: Mapping[str, Any]) -> PolicyConfig:
         raise ValueError(f"unknown [daemon.policy] keys: {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key in ("max_memory", "max_memory_swap"):
+        if key in ("max_memory", "max_memory_swap", "max_build_context_bytes"):
             value = parse_size(value)
         elif key == "port_range":
             low, high = (int(v) for v in value)

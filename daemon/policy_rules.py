@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
-from protocol.errors import PolicyDenied
+from podman_rpc.protocol.errors import PolicyDenied
 
 if TYPE_CHECKING:
-    from daemon.policy import PolicyConfig
+    from podman_rpc.daemon.policy import PolicyConfig
 
 _RESOURCE_KEYS = {"memory", "cpu", "pids"}
 _MEMORY_KEYS = {"limit", "swap", "reservation", "swappiness", "kernel", "kerneltcp",

@@ -29,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 
-from daemon.context import DaemonState, instance_alive
-from daemon.labels import AUTO_REMOVE, DEADLINE, INSTANCE, OWNER, OWNER_VALUE, REQUEST
-from protocol.errors import NotFound, RpcError
+from podman_rpc.daemon.context import DaemonState, instance_alive
+from podman_rpc.daemon.labels import AUTO_REMOVE, DEADLINE, INSTANCE, OWNER, OWNER_VALUE, REQUEST
+from podman_rpc.protocol.errors import NotFound, RpcError
 
 log = structlog.get_logger("podman_rpc.reaper")
 

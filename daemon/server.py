@@ -8,25 +8,44 @@ import os
 import signal
 import socket
 import stat
+import sys
+import threading
 from pathlib import Path
+from typing import NoReturn
 
 import structlog
 
-from daemon import access
-from daemon.config import Config
-from daemon.confine import subid_problem
-from daemon.context import DAEMON_VERSION, DaemonState
-from daemon.dispatch import CANCEL_SHUTDOWN, Dispatcher
-from daemon.embedded import EmbeddedPodman, podman_answers
-from daemon.handlers import load_handlers
-from daemon.heartbeat import Heartbeat
-from daemon.idle import IdleTimer, busy_reason
-from daemon.podman_pool import PodmanPool
-from daemon.reaper import Reaper
-from daemon.systemd import Notifier, activation_socket
-from daemon.transport import Connection
+from podman_rpc.daemon import access
+from podman_rpc.daemon.config import Config
+from podman_rpc.daemon.confine import subid_problem
+from podman_rpc.daemon.context import DAEMON_VERSION, DaemonState
+from podman_rpc.daemon.dispatch import CANCEL_SHUTDOWN, Dispatcher
+from podman_rpc.daemon.embedded import EmbeddedPodman, podman_answers, private_dir
+from podman_rpc.daemon.handlers import load_handlers
+from podman_rpc.daemon.heartbeat import Heartbeat
+from podman_rpc.daemon.idle import IdleTimer, busy_reason
+from podman_rpc.daemon.podman_pool import PodmanPool
+from podman_rpc.daemon.reaper import Reaper
+from podman_rpc.daemon.systemd import Notifier, activation_socket
+from podman_rpc.daemon.transport import Connection
 
 log = structlog.get_logger("podman_rpc.server")
+PODMAN_WATCH_SECONDS = 2.0
+
+
+SHUTDOWN_MARGIN = 5.0
+"""Seconds past ``drain_grace`` by which a SIGTERM'd daemon has exited, whatever is stuck."""
+
+
+def hard_exit(code: int) -> NoReturn:
+    """Leave now, logs flushed: ThreadPoolExecutor joins its threads at interpreter exit,
+    so a worker stuck in a Podman call would otherwise hold the process for minutes."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 class StartupError(Exception):
@@ -63,6 +82,12 @@ def _bind_socket(path: Path, mode: int) -> socket.socket:
     return sock
 
 
+def _listening_path(listener: socket.socket, config: Config) -> Path:
+    """The path this daemon answers on (a socket-activated one's too), else the configured one."""
+    name = listener.getsockname() if listener.family == socket.AF_UNIX else ""
+    return Path(name) if isinstance(name, str) and name.startswith("/") else config.socket_path
+
+
 class Server:
     """One daemon run. ``run()`` returns the process exit code."""
 
@@ -80,6 +105,8 @@ class Server:
         self._idle_task: asyncio.Task[None] | None = None
         self._version_task: asyncio.Task[None] | None = None
         self.reaper: Reaper | None = None
+        self._stop_deadline: float | None = None  # loop time by which shutdown must be over
+        self._exit_timer: threading.Timer | None = None
 
     def run(self) -> int:
         import uvloop
@@ -93,13 +120,31 @@ class Server:
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.should_exit.set)
+            loop.add_signal_handler(sig, self.handle_signal, sig)
         try:
             await self.startup()
             await self.should_exit.wait()
         finally:
             await self.shutdown()
         return 0
+
+    def handle_signal(self, sig: signal.Signals) -> None:
+        """The first SIGTERM/SIGINT drains, bounded; a second one exits at once (as uvicorn)."""
+        if self._exit_timer is not None:
+            log.warning("second signal: exiting now", signal=sig.name)
+            hard_exit(1)
+        bound = self.config.drain_grace + SHUTDOWN_MARGIN
+        self._stop_deadline = asyncio.get_running_loop().time() + bound - 1.0
+        # A thread, not the loop: it fires even if the loop is stuck.
+        self._exit_timer = threading.Timer(bound, self._overran)
+        self._exit_timer.daemon = True
+        self._exit_timer.start()
+        self.should_exit.set()
+
+    @staticmethod
+    def _overran() -> None:
+        log.error("shutdown overran its bound: exiting now")
+        hard_exit(1)
 
     # --- start -------------------------------------------------------------------------
     def choose_socket(self) -> socket.socket:
@@ -114,14 +159,14 @@ class Server:
         self._owned_socket = self.config.socket_path
         return sock
 
-    async def choose_podman(self) -> Path:
+    async def choose_podman(self, listener: socket.socket) -> Path:
         configured = self.config.podman_socket
         if await asyncio.to_thread(podman_answers, configured):
             return configured
         if self.config.embedded_podman and EmbeddedPodman.available():
             log.info("no podman service answers; starting an embedded one",
                      configured=str(configured))
-            self.embedded = EmbeddedPodman(self.config.runtime_dir)
+            self.embedded = EmbeddedPodman(private_dir(_listening_path(listener, self.config)))
             await self.embedded.start()
             return self.embedded.socket_path
         log.warning("podman service not reachable; requests fail until it is",
@@ -133,10 +178,11 @@ class Server:
         if problem is not None:
             raise StartupError(problem)
         listener = self.choose_socket()
-        podman_socket = await self.choose_podman()
+        podman_socket = await self.choose_podman(listener)
         workers = sum(lane.cap for lane in self.config.lanes.values()) + 4
         pool = PodmanPool(podman_socket, workers, self.config.podman_call_timeout)
         pool.warm_up()
+        pool.watch(PODMAN_WATCH_SECONDS)  # status.podman.reachable as it is, not as it was
         self.state = state = DaemonState(self.config, pool)
         dispatcher = Dispatcher(state, load_handlers())
         access.install(state, self.config.access, listener)  # who may connect, and their role
@@ -155,7 +201,8 @@ class Server:
         log.info("serving", socket=str(self._owned_socket or "socket-activated"),
                  podman=str(podman_socket), podman_version=state.podman_version,
                  version=DAEMON_VERSION, instance=state.instance_id)
-        self.notifier.notify("READY=1", f"STATUS=serving; podman {'answering' if pool.reachable else 'unreachable'}")
+        answering = "answering" if pool.reachable else "unreachable"
+        self.notifier.notify("READY=1", f"STATUS=serving; podman {answering}")
         self.heartbeat = Heartbeat(state, self.notifier)
         self.heartbeat.start()
         if self.config.idle_timeout is not None:
@@ -166,7 +213,7 @@ class Server:
     async def _fetch_podman_version(self) -> None:
         assert self.state is not None
         try:
-            from daemon.handlers.system import podman_version
+            from podman_rpc.daemon.handlers.system import podman_version
 
             self.state.podman_version = await self.state.pool.call(podman_version)
             log.info("podman version", podman_version=self.state.podman_version)
@@ -217,7 +264,10 @@ class Server:
             await self._drain(state)
         if self.reaper is not None:
             await self.reaper.stop()
-            await self.reaper.final_pass()
+            try:
+                await asyncio.wait_for(self.reaper.final_pass(), self._left(60))
+            except TimeoutError:
+                log.warning("final reap cut short by the shutdown bound")
         if self.embedded is not None:
             await self.embedded.stop()
         if state is not None:
@@ -230,7 +280,15 @@ class Server:
             os.close(self._spare_listener)
             self._spare_listener = None
         self.notifier.close()
+        if self._exit_timer is not None:
+            self._exit_timer.cancel()  # done in time; main() still leaves without stuck workers
         log.info("stopped")
+
+    def _left(self, default: float) -> float:
+        """Seconds a shutdown step may wait: ``default``, or what the signal's bound leaves."""
+        if self._stop_deadline is None:
+            return default
+        return max(0.1, min(default, self._stop_deadline - asyncio.get_running_loop().time()))
 
     async def _drain(self, state: DaemonState) -> None:
         loop = asyncio.get_running_loop()
@@ -246,11 +304,12 @@ class Server:
                     pending.append(task)
         if pending:
             log.warning("cancelled requests at end of grace period", count=len(pending))
-            await asyncio.wait(pending, timeout=30)
-        while state.in_flight() and loop.time() < until + 30:
+            await asyncio.wait(pending, timeout=self._left(30))
+        settle = loop.time() + self._left(30)
+        while state.in_flight() and loop.time() < settle:
             await asyncio.sleep(0.02)
         if state.background:
-            await asyncio.wait(list(state.background), timeout=30)
+            await asyncio.wait(list(state.background), timeout=self._left(30))
         for conn in list(state.connections):
             conn.close()
         await asyncio.sleep(0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
-from typing import MutableMapping
+from collections.abc import MutableMapping
 
 import structlog
 

@@ -10,24 +10,43 @@ methods, errors, cancels) are corked and leave in one write, up to
 from __future__ import annotations
 
 import asyncio
+import functools
 import select
 import socket
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 import structlog
 
-from daemon.dispatch import CANCEL_CLIENT, CANCEL_DISCONNECT, CANCEL_SHUTDOWN, Dispatcher, reject
-from protocol.envelope import BadRequest, Request, error_reply, frame_parser, result_reply
-from protocol.errors import (InvalidParams, InvalidRequest, RequestCancelled, RpcError,
-                             ShuttingDown)
-from protocol.framing import OVERSIZE, LineDecoder, embedded, encode
+from podman_rpc.daemon.dispatch import (
+    CANCEL_CLIENT,
+    CANCEL_DISCONNECT,
+    CANCEL_SHUTDOWN,
+    Dispatcher,
+    refuse,
+    reject,
+)
+from podman_rpc.protocol.envelope import (
+    BadRequest,
+    Request,
+    error_reply,
+    frame_parser,
+    result_reply,
+)
+from podman_rpc.protocol.errors import (
+    InvalidParams,
+    InvalidRequest,
+    RequestCancelled,
+    RpcError,
+    ShuttingDown,
+)
+from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, embedded, encode
 
 if TYPE_CHECKING:
-    from daemon.context import CallContext, DaemonState
+    from podman_rpc.daemon.context import CallContext, DaemonState
 
 log = structlog.get_logger("podman_rpc.connection")
 
@@ -107,16 +126,17 @@ class Connection(asyncio.Protocol):
 
     # --- lifecycle ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.peer = peer_credentials(transport.get_extra_info("socket"))
+        stream = cast(asyncio.Transport, transport)  # a unix stream server's transports are
+        self.transport = stream
+        self.peer = peer_credentials(stream.get_extra_info("socket"))
         refusal = self.state.admit(self)
         if refusal is not None:
             self.send(error_reply(None, refusal))
             self.closed = True
-            self._refuse(self.transport)  # type: ignore[arg-type]
+            self._refuse(stream)
             return
         self.state.connection_opened(self)
-        self.transport.set_write_buffer_limits(high=self.config.write_buffer_high)  # type: ignore[union-attr]
+        stream.set_write_buffer_limits(high=self.config.write_buffer_high)
         self.state.on_activity()
 
     def _refuse(self, transport: asyncio.Transport) -> None:
@@ -185,10 +205,10 @@ class Connection(asyncio.Protocol):
         Every request passes through this loop, so the commonest work is done in it:
         a daemon-local call is answered here, a Podman-bound one gets its task.
         """
-        corking = self._cork is None
-        if corking:
-            self._cork = bytearray()
         cork = self._cork  # the same object until _uncork, even if a send flushes it
+        corking = cork is None
+        if cork is None:
+            cork = self._cork = bytearray()
         backlog, parse, local_calls, send = self._backlog, self._parse, self._local, self.send
         limit = self.config.max_in_flight_per_connection
         try:
@@ -216,7 +236,9 @@ class Connection(asyncio.Protocol):
                 elif type(item) is list:
                     self._start(self._run_batch(item), None)
                 elif line.strip():  # a BadRequest; a blank line is skipped, unanswered
-                    send(error_reply(item.id, item.error))
+                    refused = refuse(cast(BadRequest, item), self)
+                    if refused is not None:  # None: a notification that broke a limit
+                        send(refused)
         finally:
             if corking:
                 self._uncork()
@@ -263,8 +285,9 @@ class Connection(asyncio.Protocol):
             request, ctx = tracked
             key = _id_key(request.id)
             self.in_flight.setdefault(key, []).append((task, ctx))
-            task.add_done_callback(lambda t, key=key, ctx=ctx: self._untrack(key, t))
-            task.add_done_callback(lambda t, r=request, c=ctx: self._answer_unstarted(t, r, c))
+            task.add_done_callback(functools.partial(self._untrack, key))
+            task.add_done_callback(functools.partial(self._answer_unstarted, request=request,
+                                                     ctx=ctx))
         task.add_done_callback(self._done)
         if self.in_flight_count >= self.config.max_in_flight_per_connection:
             self._pause_reading()
@@ -307,7 +330,7 @@ class Connection(asyncio.Protocol):
     async def _run_batch(self, items: list[Request | BadRequest]) -> None:
         async def one(item: Request | BadRequest) -> dict[str, Any] | orjson.Fragment | None:
             if isinstance(item, BadRequest):
-                return error_reply(item.id, item.error)
+                return refuse(item, self)
             if item.method == CANCEL_METHOD:
                 return self._cancel(item, send=False)
             call = self._local.get(item.method)
@@ -339,7 +362,9 @@ class Connection(asyncio.Protocol):
             return reject(request, error, self)
 
     def _cancel(self, request: Request, send: bool = True) -> dict[str, Any] | None:
-        target = request.params.get("id", ...)
+        params = request.params  # {"id": N}, or [N] by position
+        target = params.get("id", ...) if isinstance(params, dict) else (
+            params[0] if len(params) == 1 else ...)
         if target is ... or isinstance(target, (bool, dict, list)):
             reply = None if request.notification else error_reply(
                 request.id, InvalidParams("id", "expected the id of a request in flight"))

@@ -3,7 +3,7 @@
 Pure code, no I/O: the daemon and every client import it.
 """
 
-from protocol import methods as _methods  # noqa: F401  (declares every method)
-from protocol.registry import METHODS, Lane, MethodSpec, openrpc_document
+from podman_rpc.protocol import methods as _methods  # noqa: F401  (declares every method)
+from podman_rpc.protocol.registry import METHODS, Lane, MethodSpec, openrpc_document
 
 __all__ = ["METHODS", "Lane", "MethodSpec", "openrpc_document"]

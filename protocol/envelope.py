@@ -5,18 +5,25 @@ Pure functions over bytes and dicts; the daemon does the I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any
 
 import orjson
 
-from protocol.errors import InvalidParams, InvalidRequest, ParseError, RpcError
-from protocol.framing import LINE_OPTION
+from podman_rpc.protocol.errors import InvalidParams, InvalidRequest, ParseError, RpcError
+from podman_rpc.protocol.framing import LINE_OPTION
 
 _dumps = orjson.dumps
 PROTOCOL_VERSION = "1.0"
 _MISSING = object()
 _COMMON_ID_TYPES = (int, str)  # checked by exact type first: bool is an int, but not this type
+_UNSTRUCTURED = '"params" must be an object (by name) or an array (by position)'
+
+
+Params = dict[str, Any] | list[Any]
+"""By name, or by position (a non-empty list: ``MethodSpec.validate`` maps it onto the
+declared order). No params, ``null`` and ``[]`` all arrive as ``{}``."""
 
 
 @dataclass(slots=True)
@@ -24,20 +31,25 @@ class Request:
     """One well-formed call. ``notification`` requests get no reply."""
 
     method: str
-    params: dict[str, Any]
+    params: Params
     id: Any
     notification: bool
 
 
 @dataclass(slots=True)
 class BadRequest:
-    """An element that could not become a Request; it still gets one error reply."""
+    """An element that could not become a Request; it gets one error reply unless ``silent``.
+
+    ``silent``: it is a valid Request object without an id (a notification) that broke
+    a limit; JSON-RPC 2.0 forbids answering a notification, whatever is wrong with it.
+    """
 
     error: RpcError
     id: Any = None
+    silent: bool = False
 
 
-Frame = Union[Request, BadRequest, list[Union[Request, BadRequest]]]
+Frame = Request | BadRequest | list[Request | BadRequest]
 """What one line held: one request (or the error it earned), or a batch as a list."""
 
 
@@ -102,24 +114,38 @@ def _parse_error(exc: orjson.JSONDecodeError) -> BadRequest:
 
 def _parse_value(value: Any, line: bytes, max_depth: int, max_batch: int,
                  max_params_bytes: int | None) -> Frame:
-    if len(line) > 2 * max_depth and _depth_exceeds(value, max_depth):
-        rid = value.get("id") if isinstance(value, dict) else None  # echo it when we can
-        return BadRequest(InvalidRequest(
-            f"JSON nested deeper than {max_depth} levels", {"limit": max_depth}),
-            rid if _valid_id(rid) else None)
+    deep = len(line) > 2 * max_depth  # a shorter line cannot nest deeper than the limit
     if isinstance(value, list):
         if not value:
             return BadRequest(InvalidRequest("Empty batch"))
         if len(value) > max_batch:
             return BadRequest(InvalidRequest(
                 f"Batch of {len(value)} exceeds the limit of {max_batch}", {"limit": max_batch}))
-        return [parse_request(v, max_params_bytes) for v in value]
+        # Each element is judged alone (the batch is one level), so a notification
+        # nested too deep stays unanswered and its neighbours are still served.
+        return [_too_deep(v, max_depth) if deep and _depth_exceeds(v, max_depth - 1)
+                else parse_request(v, max_params_bytes) for v in value]
+    if deep and _depth_exceeds(value, max_depth):
+        return _too_deep(value, max_depth)
     return parse_request(value, max_params_bytes)
+
+
+def _too_deep(value: Any, limit: int) -> BadRequest:
+    rid = value.get("id") if isinstance(value, dict) else None  # echo it when we can
+    return BadRequest(InvalidRequest(f"JSON nested deeper than {limit} levels", {"limit": limit}),
+                      rid if _valid_id(rid) else None, _is_notification(value))
 
 
 def frame_items(frame: Frame) -> list[Request | BadRequest]:
     """The requests a frame holds, in order: a single request is a list of one."""
     return frame if isinstance(frame, list) else [frame]
+
+
+def _is_notification(value: Any) -> bool:
+    """A valid Request object without an id: never answered, even when refused."""
+    return (isinstance(value, dict) and "id" not in value and value.get("jsonrpc") == "2.0"
+            and isinstance(value.get("method"), str)
+            and isinstance(value.get("params"), (dict, list, type(None))))
 
 
 def _valid_id(value: Any) -> bool:
@@ -139,14 +165,14 @@ def parse_request(value: Any, max_params_bytes: int | None = None) -> Request | 
     method = value.get("method")
     if not isinstance(method, str):
         return BadRequest(InvalidRequest('"method" must be a string'), reply_id)
-    params = value.get("params", _MISSING)
-    if params is _MISSING or params is None:
-        params = {}
-    elif not isinstance(params, dict):
-        return BadRequest(InvalidParams("params", "must be an object (params by name)"), reply_id)
-    elif max_params_bytes is not None and params and len(orjson.dumps(params)) > max_params_bytes:
+    params = value.get("params")
+    if params is not None and not isinstance(params, (dict, list)):
+        return BadRequest(InvalidRequest(_UNSTRUCTURED), reply_id)  # not a valid Request object
+    if not params:
+        params = {}  # absent, null, {} and [] all mean no params
+    elif max_params_bytes is not None and len(orjson.dumps(params)) > max_params_bytes:
         return BadRequest(InvalidParams("params", f"larger than {max_params_bytes} bytes"),
-                          reply_id)
+                          reply_id, rid is _MISSING)
     return Request(method, params, reply_id, rid is _MISSING)
 
 

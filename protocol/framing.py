@@ -56,9 +56,9 @@ class LineDecoder:
             else:
                 out.append(data[start:end])
             start = end + 1
-        rest = len(data) - start
-        if rest and not self._discarding:
-            if len(self._buffer) + rest > self.max_line:
+        left = len(data) - start
+        if left and not self._discarding:
+            if len(self._buffer) + left > self.max_line:
                 self._buffer.clear()
                 self._discarding = True
                 out.append(OVERSIZE)

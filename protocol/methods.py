@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypedDict
 
-from protocol.registry import Lane, Params, Role, method
-from protocol.schema import Param
+from podman_rpc.protocol.registry import Lane, Params, Role, method
+from podman_rpc.protocol.schema import Param
 
+# List params default to () (immutable, one object shared by every call); the
+# validated value is a list. That mismatch is each "type: ignore[assignment]" below.
 Seconds = Annotated[float | None, Param("Lower this call's deadline, in seconds", ge=0.001)]
 
 
@@ -92,6 +94,8 @@ class Build(Params):
     platform: Annotated[str | None, Param("Target platform, e.g. linux/amd64")] = None
     no_cache: Annotated[bool, Param("Do not use the build cache")] = False
     force: Annotated[bool, Param("Rebuild even if the tag exists")] = False
+    network: Annotated[str, Param("Network of RUN steps: none, bridge or a network name "
+                                  "(the policy's build_networks)")] = "none"
     progress: Annotated[bool, Param("Stream build log lines as $/progress notifications")] = False
     timeout: Seconds = None
 
@@ -122,11 +126,15 @@ class Exists(Params):
 
 @method("inspect", lane=Lane.QUERY, timeout=10, result=Any, role=Role.READ)
 class Inspect(Params):
-    """An image's inspect object, or with ``format`` (e.g. "{{.Size}}") the rendered string."""
+    """An image's (or with ``kind: "container"``, a container's) inspect object, or with
+    ``format`` (e.g. "{{.Size}}") the rendered string."""
 
-    name: Annotated[str, Param("Image name or id")]
+    name: Annotated[str, Param("Image name or id (container name or id with kind)")]
     format: Annotated[str | None, Param("Go-style template over the inspect object")] = None
     timeout: Seconds = None
+    kind: Annotated[Literal["image", "container"],
+                    Param("What ``name`` names: an image (the old CLI's inspect) or a container")
+                    ] = "image"
 
 
 class RmiResult(TypedDict):

@@ -1,9 +1,10 @@
 """The method registry: each method is declared once, as a params class.
 
 A declaration names the method, its lane, its default deadline, its result
-type and the weakest role that may call it; the class's annotated fields are its params. That one declaration drives
-param validation, daemon dispatch, the typed client methods and ``rpc.discover``
-(the model is asyncvarlink's ``@varlinkmethod``)::
+type and the weakest role that may call it; the class's annotated fields are its
+params. That one declaration drives param validation, the role check, daemon
+dispatch, the typed client methods and ``rpc.discover`` (the model is
+asyncvarlink's ``@varlinkmethod``)::
 
     @method("exists", lane=Lane.QUERY, timeout=10, result=bool, role=Role.READ)
     class Exists(Params):
@@ -16,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
-from protocol.errors import InvalidParams, error_table
-from protocol.schema import Param, check, json_schema, unwrap
+from podman_rpc.protocol.errors import InvalidParams, error_table
+from podman_rpc.protocol.schema import Param, check, json_schema, unwrap
 
 _REQUIRED = dataclasses.MISSING
 
@@ -101,12 +103,17 @@ class MethodSpec:
     def summary(self) -> str:
         return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
 
-    def validate(self, raw: dict[str, Any]) -> Params:
-        """Build the params object, or raise InvalidParams naming the field."""
+    def validate(self, raw: dict[str, Any] | list[Any]) -> Params:
+        """Build the params object, or raise InvalidParams naming the field.
+
+        ``raw`` is by name, or by position (a list, in the declared order).
+        """
         if not raw:
             shared = self.no_args()
             if shared is not None:
                 return shared
+        if isinstance(raw, list):
+            raw = self.by_name(raw)
         by_name = self._by_name
         for key in raw:
             if key not in by_name:
@@ -119,6 +126,19 @@ class MethodSpec:
             elif spec.required:
                 raise InvalidParams(spec.name, "required")
         return self.params_class(**values)
+
+    def by_name(self, values: list[Any]) -> dict[str, Any]:
+        """Params by position, named in the declared order (``rpc.discover``'s order).
+
+        Required params are declared first, so a call may stop after them. A param added
+        later belongs at the end: one inserted before others shifts every positional caller.
+        """
+        if len(values) > len(self.params):
+            takes = (f"at most {len(self.params)}: " + ", ".join(p.name for p in self.params)
+                     if self.params else "none")
+            raise InvalidParams(f"params[{len(self.params)}]",
+                                f"unexpected; {self.name} takes {takes}")
+        return {spec.name: value for spec, value in zip(self.params, values, strict=False)}
 
     def no_args(self) -> Params | None:
         """What ``validate({})`` returns, where one object can serve every such call.
@@ -152,7 +172,7 @@ class MethodSpec:
             "description": self.doc.strip(),
             "params": [p.describe() for p in self.params],
             "result": {"name": "result", "schema": json_schema(self.result)},
-            "paramStructure": "by-name",
+            "paramStructure": "either",
             "x-lane": self.lane.value,
             "x-role": self.role.value,
             "x-timeout": self.timeout,
@@ -176,11 +196,13 @@ def method(name: str, *, lane: Lane, timeout: float, result: Any, role: Role,
         cls = dataclass(frozen=True, kw_only=True, slots=True)(cls)
         hints = typing.get_type_hints(cls, include_extras=True)
         params = []
-        for field in dataclasses.fields(cls):
+        fields = dataclasses.fields(cast(Any, cls))  # a dataclass since the line above
+        for field in fields:
             _, meta = unwrap(hints[field.name])
-            required = field.default is _REQUIRED and field.default_factory is _REQUIRED
+            factory = cast(Callable[[], Any], field.default_factory)
+            required = field.default is _REQUIRED and factory is _REQUIRED
             default = None if required else (
-                field.default if field.default is not _REQUIRED else field.default_factory())
+                field.default if field.default is not _REQUIRED else factory())
             params.append(ParamSpec(field.name, hints[field.name], meta, required, default))
         spec = MethodSpec(name, cls, tuple(params), result, lane, float(timeout),
                           timeout_is_work, cls.__doc__ or "", role)
@@ -190,7 +212,7 @@ def method(name: str, *, lane: Lane, timeout: float, result: Any, role: Role,
         _PARAM_INDEX[name] = {p.name: p for p in params}
         if all(f.default_factory is _REQUIRED and f.default is not _REQUIRED
                and isinstance(f.default, (type(None), bool, int, float, str))
-               for f in dataclasses.fields(cls)):
+               for f in fields):
             _NO_ARGS[name] = cls()
         cls.rpc_spec = spec
         return cls

@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Union, get_args, get_origin
 
-from protocol.errors import InvalidParams
+from podman_rpc.protocol.errors import InvalidParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +55,16 @@ def check(value: Any, tp: Any, field: str, meta: Param = Param()) -> Any:
     if tp is Any:
         return value
     if _is_union(tp):
+        closest: InvalidParams | None = None  # an arm of the value's kind that refused it
         for arm in get_args(tp):
             try:
                 return check(value, arm, field, meta)
-            except InvalidParams:
-                continue
-        raise InvalidParams(field, f"expected {_type_name(tp)}")
+            except InvalidParams as error:
+                if closest is None and (error.data["field"] != field
+                                        or not error.data["reason"].startswith("expected ")):
+                    closest = error
+        # "must be >= 0" or "entrypoint[0]: expected string" says more than the arms' kinds
+        raise closest or InvalidParams(field, f"expected {_type_name(tp)}")
     origin = get_origin(tp)
     if tp is type(None) or tp is None:
         ok = value is None

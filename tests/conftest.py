@@ -10,8 +10,10 @@ import itertools
 import os
 import shutil
 import tempfile
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -75,6 +77,14 @@ def make_daemon(rig_dir: Path, podman_service: PodmanService,
     yield make
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def tag() -> Iterator[str]:
+    """A fresh image name, removed after the test whatever it built under it."""
+    name = f"localhost/prpc-test-{uuid.uuid4().hex[:10]}:latest"
+    yield name
+    podman("rmi", "-f", name, check=False)
 
 
 @pytest.fixture

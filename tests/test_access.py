@@ -6,24 +6,28 @@ whose socket is reachable by that uid, so the kernel's SO_PEERCRED is what decid
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
-import subprocess
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 import pytest
 
-from daemon.access import (ADMIN, READ, RUN, AccessConfig, AccessControl, access_from_mapping,
-                           install, peer_groups)
-from daemon.transport import Peer
-from protocol.errors import PolicyDenied
-from protocol.registry import METHODS
+from podman_rpc.daemon.access import (
+    ADMIN,
+    READ,
+    RUN,
+    AccessConfig,
+    AccessControl,
+    access_from_mapping,
+    install,
+    peer_groups,
+)
+from podman_rpc.daemon.transport import Peer
+from podman_rpc.protocol.errors import PolicyDenied
+from podman_rpc.protocol.registry import METHODS
 from tests.rig.peer import as_peer, request
 
 NOBODY = 65534
@@ -193,3 +197,21 @@ def test_supplementary_group_admits_with_its_role(open_daemons: Any) -> None:
         _request("images", rid=1), _request("prune", rid=2)], groups="100")
     assert isinstance(images["result"], list)
     assert build["error"]["data"]["rule"] == "role"
+
+
+@pytest.mark.podman
+@pytest.mark.parametrize("role", [READ, RUN])
+def test_every_method_answers_a_live_peer_as_its_declaration_says(open_daemons: Any,
+                                                                  role: Any) -> None:
+    """Each declared method, called by a real peer of ``role``: refused with rule ``role``
+    exactly when the declaration needs more (checked before params, so ``{}`` suffices)."""
+    daemon = open_daemons(f'[daemon.access]\nallow_uids = [0, {NOBODY}]\n'
+                          f'[daemon.access.uid_roles]\n{NOBODY} = "{role.value}"\n')
+    names = list(METHODS)
+    replies = as_nobody(daemon.socket_path,
+                        [_request(name, {}, rid) for rid, name in enumerate(names)])
+    for name, reply in zip(names, replies, strict=True):
+        refused = "error" in reply and reply["error"]["data"].get("rule") == "role"
+        assert refused == (not role.allows(METHODS[name].role)), (name, reply)
+        if refused:
+            assert reply["error"]["data"]["needs"] == METHODS[name].role.value

@@ -55,7 +55,7 @@ def test_quick_bench_prints_every_case(tmp_path: Path) -> None:
     printed = {row[0] for row in measured}
     assert all(printed & names for names in CASE_NAMES), printed
     assert not [row for row in measured if row[1] == "FAILED"]
-    for case, subject, n, p50, p99, unit, note in measured:
+    for case, subject, n, p50, _p99, unit, note in measured:
         if subject == "skipped":
             assert "not implemented" in note
             continue

@@ -13,8 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from clients import AsyncClient, Client
-from protocol import errors
+from podman_rpc import AsyncClient, Client
+from podman_rpc.protocol import errors
 from tests.rig.daemon import REPO, DaemonProcess
 
 
@@ -25,7 +25,7 @@ def _env() -> dict[str, str]:
 
 
 def bridge_argv(path: Path | str) -> list[str]:
-    return [sys.executable, "-m", "clients.cli", "bridge", "--socket", str(path)]
+    return [sys.executable, "-m", "podman_rpc.cli", "bridge", "--socket", str(path)]
 
 
 def direct(path: Path, data: bytes) -> bytes:

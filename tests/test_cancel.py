@@ -7,7 +7,8 @@ itself, not from the daemon's word.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tests.rig.daemon import DaemonProcess, RawConnection
 from tests.rig.podman import BUSYBOX_IMAGE, podman

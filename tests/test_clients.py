@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from clients import AsyncClient, Client, ConnectionLost, Progress
-from protocol import errors
-from protocol.registry import METHODS
+from podman_rpc import AsyncClient, Client, ConnectionLost, Progress
+from podman_rpc.protocol import errors
+from podman_rpc.protocol.registry import METHODS
 from tests.rig.daemon import REPO, DaemonProcess
 from tests.rig.podman import podman
 
@@ -346,17 +346,19 @@ def test_clients_import_and_call_without_daemon_dependencies(daemon: DaemonProce
         import sys
         BLOCKED = ("uvloop", "podman", "structlog", "daemon", "requests")
 
+        def blocked(name):
+            return name.split(".")[0] in BLOCKED or name.startswith("podman_rpc.daemon")
+
         class Blocker:
             def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in BLOCKED:
+                if blocked(name):
                     raise ImportError(f"blocked: {{name}}")
                 return None
 
         sys.meta_path.insert(0, Blocker())
         import asyncio
-        import clients
-        from clients import AsyncClient, Client
-        from clients import cli, compat
+        from podman_rpc import AsyncClient, Client
+        from podman_rpc import cli, compat
         path = {str(daemon.socket_path)!r}
         assert Client(path).ping() == "Pong"
 
@@ -365,7 +367,7 @@ def test_clients_import_and_call_without_daemon_dependencies(daemon: DaemonProce
                 return await client.version()
         assert asyncio.run(main())
         assert cli.main(["call", "ping", "--socket", path]) == 0
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+        loaded = sorted(m for m in sys.modules if blocked(m))
         assert not loaded, loaded
         print("ok")
     """)

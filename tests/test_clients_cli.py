@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import orjson
 
-from clients import Progress
-from clients.follow import Follower
-from protocol.registry import METHODS
+from podman_rpc import Progress
+from podman_rpc.follow import Follower
+from podman_rpc.protocol.registry import METHODS
 from tests.rig.daemon import REPO, DaemonProcess
 from tests.rig.podman import podman
 
@@ -21,7 +23,7 @@ from tests.rig.podman import podman
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "clients.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "podman_rpc.cli", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=REPO, env=env)
 
 
@@ -119,3 +121,31 @@ def test_cli_call_build_follow_streams_the_build_log(daemon: DaemonProcess, busy
         assert tag in result["tags"] and result["built"] is True
     finally:
         podman("rmi", "-f", tag, check=False)
+
+
+def test_cli_call_takes_params_by_position_version_and_clean_help(daemon: DaemonProcess) -> None:
+    """Issue 19: an array is params by position; --version; no rST markup in --help."""
+    socket = ("--socket", str(daemon.socket_path))
+    exists = cli("call", "exists", '["localhost/busybox:latest"]', *socket)
+    assert (exists.returncode, orjson.loads(exists.stdout)) == (0, True), exists.stderr
+    extra = cli("call", "ping", "[1, 2]", *socket)
+    assert extra.returncode == 1 and orjson.loads(extra.stderr)["data"]["field"] == "params[1]"
+    scalar = cli("call", "ping", '"bar"', *socket)
+    assert scalar.returncode == 2 and "object" in scalar.stderr and "array" in scalar.stderr
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("podman-rpc 0.")
+    helped = cli("--help")
+    assert helped.returncode == 0 and "``" not in helped.stdout
+
+
+def test_ctrl_c_on_call_exits_130_without_a_traceback(daemon: DaemonProcess) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clients.cli", "call", "run",
+         '{"image": "localhost/busybox:latest", "command": ["sleep", "30"], "timeout": 40}',
+         "--socket", str(daemon.socket_path)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)  # the call is in flight
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130 and "Traceback" not in err, err

@@ -26,7 +26,7 @@ def compat(daemon_socket: Path | str, *args: str, podman_socket: str = "/run/pod
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["PODMAN_RPC_SOCKET"] = str(daemon_socket)
-    return subprocess.run([sys.executable, "-m", "clients.compat", "--socket", podman_socket,
+    return subprocess.run([sys.executable, "-m", "podman_rpc.compat", "--socket", podman_socket,
                            *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
                           env=env)
 
@@ -186,8 +186,8 @@ def test_build_and_rmi(daemon: DaemonProcess, busybox: str, tmp_path: Path) -> N
 ])
 def test_every_old_option_maps_to_a_valid_param(argv: list[str], method: str,
                                                  params: dict[str, Any]) -> None:
-    from clients.compat import build_parser, to_request
-    from protocol.registry import METHODS
+    from podman_rpc.compat import build_parser, to_request
+    from podman_rpc.protocol.registry import METHODS
 
     got_method, got_params = to_request(build_parser().parse_args(["--socket", "/x", *argv]))
     assert (got_method, got_params) == (method, params)
@@ -197,7 +197,7 @@ def test_every_old_option_maps_to_a_valid_param(argv: list[str], method: str,
 def test_through_the_main_cli_and_console_script(daemon: DaemonProcess) -> None:
     env = dict(os.environ, PODMAN_RPC_SOCKET=str(daemon.socket_path))
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    via_cli = subprocess.run([sys.executable, "-m", "clients.cli", "compat", "--socket",
+    via_cli = subprocess.run([sys.executable, "-m", "podman_rpc.cli", "compat", "--socket",
                               "/run/podman/podman.sock", "ping"], capture_output=True, text=True,
                              timeout=60, cwd=REPO, env=env)
     assert via_cli.stdout == '{"success": true, "data": "Pong"}\n'

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import orjson
-import pytest
 
 from tests.rig.daemon import REPO, DaemonProcess, RawConnection
 from tests.rig.podman import PodmanService, podman
@@ -27,7 +26,7 @@ def test_ping_version_info(conn: RawConnection) -> None:
 
 
 def test_exact_bytes_of_success_and_id_echo(conn: RawConnection) -> None:
-    for rid, wire in [(7, b"7"), ("abc", b'"abc"'), (None, b"null"), (-1.5, b"-1.5")]:
+    for _rid, wire in [(7, b"7"), ("abc", b'"abc"'), (None, b"null"), (-1.5, b"-1.5")]:
         conn.send_bytes(b'{"jsonrpc":"2.0","id":' + wire + b',"method":"ping"}\n')
         assert conn.read_line() == b'{"jsonrpc":"2.0","id":' + wire + b',"result":"Pong"}'
 
@@ -136,7 +135,7 @@ def test_rpc_discover_is_served(conn: RawConnection) -> None:
 
 
 def _cli(*args: str, socket_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "clients.cli", *args, "--socket", str(socket_path)],
+    return subprocess.run([sys.executable, "-m", "podman_rpc.cli", *args, "--socket", str(socket_path)],
                           capture_output=True, text=True, timeout=60, cwd=REPO)
 
 
@@ -248,7 +247,7 @@ def _pids_with_arg(arg: str, parent: int | None = None) -> list[int]:
 
 
 def _answers(path: Path) -> bool:
-    from daemon.embedded import podman_answers
+    from podman_rpc.daemon.embedded import podman_answers
 
     return podman_answers(path)
 

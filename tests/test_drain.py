@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import signal
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tests.rig.daemon import DaemonProcess, RawConnection
 from tests.test_cancel import assert_gone, new_name, start_long_run, state_of

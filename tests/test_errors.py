@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocol import errors
+from podman_rpc.protocol import errors
 
 EXPECTED = {
     "ParseError": (-32700, "ParseError"),
@@ -61,3 +61,22 @@ def test_invalid_params_names_the_field() -> None:
 def test_unknown_code_becomes_base_class() -> None:
     rebuilt = errors.error_from_wire({"code": -1, "message": "odd"})
     assert type(rebuilt) is errors.RpcError and rebuilt.code == -1
+
+
+def test_every_error_has_one_family_and_the_tree_is_drawn() -> None:
+    """Each wire error sits under exactly one family base; the client's own errors are in the
+    same tree and still are the built-in exceptions callers already catch."""
+    from podman_rpc.protocol import errors as e
+
+    families = (e.RequestError, e.ServiceError, e.PodmanFailure)
+    for cls in e.ERROR_CLASSES:
+        assert sum(issubclass(cls, family) for family in families) == 1, cls
+        assert f"{cls.__name__} ." in e.__doc__ or f"{cls.__name__} .." in e.__doc__, cls
+    assert issubclass(e.ConnectionLost, (e.TransportError, ConnectionError))
+    assert issubclass(e.ClientTimeout, e.TransportError) and issubclass(e.ClientTimeout,
+                                                                        TimeoutError)
+    assert not issubclass(e.TransportError, e.RpcError)  # never on the wire
+    for cls in (*e.ERROR_CLASSES, e.ConnectionLost, e.ClientTimeout):
+        assert issubclass(cls, e.PodmanRpcError)
+    rebuilt = e.error_from_wire({"code": -32011, "message": "gone", "data": {"kind": "X"}})
+    assert isinstance(rebuilt, e.PodmanFailure) and isinstance(rebuilt, e.NotFound)

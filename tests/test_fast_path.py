@@ -15,17 +15,17 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from daemon import transport as transport_module
-from daemon.config import Config
-from daemon.context import DaemonState
-from daemon.dispatch import Dispatcher
-from daemon.handlers import implements, load_handlers
-from daemon.podman_pool import PodmanPool
-from daemon.transport import Connection
-from protocol import methods as m
-from protocol.envelope import Request, frame_parser, parse_frame
-from protocol.errors import PolicyDenied
-from protocol.registry import METHODS, Lane
+from podman_rpc.daemon import transport as transport_module
+from podman_rpc.daemon.config import Config
+from podman_rpc.daemon.context import DaemonState
+from podman_rpc.daemon.dispatch import Dispatcher
+from podman_rpc.daemon.handlers import implements, load_handlers
+from podman_rpc.daemon.podman_pool import PodmanPool
+from podman_rpc.daemon.transport import Connection
+from podman_rpc.protocol import methods as m
+from podman_rpc.protocol.envelope import Request, frame_parser, parse_frame
+from podman_rpc.protocol.errors import PolicyDenied
+from podman_rpc.protocol.registry import METHODS, Lane
 from tests.rig.transport import RecordingTransport
 
 NOWHERE = Path("/nonexistent/podman.sock")
@@ -179,6 +179,13 @@ SHAPES = [
     {"id": 5, "method": "status"},
     {"jsonrpc": "2.0", "id": 6, "method": 7},
     {"jsonrpc": "2.0", "id": 7, "method": "status", "params": [1]},
+    {"jsonrpc": "2.0", "id": 13, "method": "status", "params": []},  # as jayson sends
+    {"jsonrpc": "2.0", "id": 14, "method": "ping", "params": [1, 2]},
+    {"jsonrpc": "2.0", "id": 15, "method": "status", "params": "bar"},
+    {"jsonrpc": "2.0", "method": "status", "params": "bar"},
+    {"jsonrpc": "2.0", "method": "status", "params": []},
+    {"jsonrpc": "2.0", "method": "run", "params": ["x" * 80]},  # a notification over the limit
+    {"jsonrpc": "2.0", "id": 16, "method": "run", "params": ["x" * 80]},
     {"jsonrpc": "2.0", "id": 8, "method": "status", "x": [[[[[[[[[[[1]]]]]]]]]]]},
     {"jsonrpc": "2.0", "id": 10, "method": "status", "x": 1},  # a fourth key
     {"jsonrpc": "2.0", "id": 11, "params": {}},  # three keys, but not the plain three
@@ -198,7 +205,8 @@ def _outcome(frame: Any) -> Any:
     if isinstance(frame, Request):
         return ("request", frame.method, frame.params, frame.id, type(frame.id),
                 frame.notification)
-    return ("bad", frame.error.code, frame.error.message, frame.error.data, frame.id)
+    return ("bad", frame.error.code, frame.error.message, frame.error.data, frame.id,
+            frame.silent)
 
 
 @pytest.mark.parametrize("max_depth", [64, 8])  # 8: every line is long enough for a depth check

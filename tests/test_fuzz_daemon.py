@@ -13,14 +13,15 @@ import random
 import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 import pytest
 
-from protocol.envelope import Request, frame_items, parse_frame
-from protocol.errors import ERRORS_BY_CODE
-from protocol.registry import METHODS
+from podman_rpc.protocol.envelope import Request, frame_items, parse_frame
+from podman_rpc.protocol.errors import ERRORS_BY_CODE
+from podman_rpc.protocol.registry import METHODS
 from tests.rig.daemon import DaemonProcess, RawConnection
 from tests.rig.shapes import nested
 

@@ -8,13 +8,13 @@ grown again 400 times a burst).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from bench.clients import pipelined_throughput
-from daemon.heap import keep_freed_heap
+from podman_rpc.daemon.heap import keep_freed_heap
 from tests.rig.daemon import DaemonProcess
 
 pytestmark = pytest.mark.podman

@@ -6,7 +6,7 @@ import asyncio
 import time
 from types import SimpleNamespace
 
-from daemon.heartbeat import Heartbeat, summary
+from podman_rpc.daemon.heartbeat import Heartbeat, summary
 
 
 class RecordingNotifier:

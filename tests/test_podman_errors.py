@@ -10,8 +10,8 @@ import pytest
 import requests
 from podman import errors as podman_errors
 
-from daemon.podman_errors import map_podman_errors, translate
-from protocol import errors
+from podman_rpc.daemon.podman_errors import map_podman_errors, translate
+from podman_rpc.protocol import errors
 
 
 def _api_error(status: int, message: str) -> podman_errors.APIError:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.podman_http import API_PREFIX, PodmanHTTP
-from protocol.errors import PodmanUnavailable
+from podman_rpc.daemon.podman_http import API_PREFIX, PodmanHTTP
+from podman_rpc.protocol.errors import PodmanUnavailable
 from tests.rig.podman import PodmanService
 
 pytestmark = pytest.mark.podman

@@ -7,14 +7,15 @@ import dataclasses
 import os
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from daemon.config import load_config
-from daemon.policy import PolicyConfig, check_run_spec, parse_size, policy_from_mapping
-from protocol.errors import PolicyDenied
+from podman_rpc.daemon.config import load_config
+from podman_rpc.daemon.policy import PolicyConfig, check_run_spec, parse_size, policy_from_mapping
+from podman_rpc.protocol.errors import PolicyDenied
 
 SAFE: dict[str, Any] = {
     "image": "localhost/busybox:latest",
@@ -55,7 +56,10 @@ def limits(memory: Any = 20 << 20, quota: Any = 50000, pids: Any = 64) -> dict[s
             "pids": {"limit": pids}}
 
 
-def denied_rule(spec: dict[str, Any], policy: PolicyConfig = PolicyConfig()) -> str:
+DEFAULT_POLICY = PolicyConfig()
+
+
+def denied_rule(spec: dict[str, Any], policy: PolicyConfig = DEFAULT_POLICY) -> str:
     with pytest.raises(PolicyDenied) as caught:
         check_run_spec(spec, policy)
     error = caught.value

@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from protocol.envelope import BadRequest, Request, parse_frame
-from protocol.errors import InvalidParams
-from protocol.framing import OVERSIZE, LineDecoder, encode
-from protocol.registry import METHODS, openrpc_document
+from podman_rpc.protocol.envelope import BadRequest, Request, parse_frame
+from podman_rpc.protocol.errors import InvalidParams
+from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, encode
+from podman_rpc.protocol.registry import METHODS, openrpc_document
 
 
 def test_decoder_splits_lines_across_chunks() -> None:
@@ -57,12 +57,38 @@ def test_parse_errors(line: bytes, message: str) -> None:
     ({"jsonrpc": "2.0", "id": 4, "method": 7}, -32600, 4),
     ({"jsonrpc": "2.0", "id": {"x": 1}, "method": "ping"}, -32600, None),
     ({"jsonrpc": "2.0", "id": True, "method": "ping"}, -32600, None),
-    ({"jsonrpc": "2.0", "id": 5, "method": "ping", "params": [1]}, -32602, 5),
+    ({"jsonrpc": "2.0", "id": 5, "method": "ping", "params": "bar"}, -32600, 5),
+    ({"jsonrpc": "2.0", "id": 6, "method": "ping", "params": 0}, -32600, 6),
+    ({"jsonrpc": "2.0", "id": 7, "method": "ping", "params": False}, -32600, 7),
+    ({"jsonrpc": "2.0", "method": "ping", "params": "bar"}, -32600, None),  # not a Request object
 ])
 def test_invalid_requests(value: object, code: int, rid: object) -> None:
     item = parse_frame(orjson.dumps(value))
     assert isinstance(item, BadRequest)
     assert (item.error.code, item.id) == (code, rid)
+
+
+@pytest.mark.parametrize("params, expected", [
+    (None, {}), ({}, {}), ([], {}), ([1], [1]), ({"timeout": 1}, {"timeout": 1})])
+def test_params_by_name_or_position_and_empty_means_none(params: object, expected: object) -> None:
+    request = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    if params is not None:
+        request["params"] = params
+    item = parse_frame(orjson.dumps(request))
+    assert isinstance(item, Request) and item.params == expected
+
+
+def test_a_notification_that_breaks_a_limit_is_refused_silently() -> None:
+    """Only a valid Request object without an id is silent; anything else is answered."""
+    big = orjson.dumps({"jsonrpc": "2.0", "method": "run", "params": ["x" * 2000]})
+    deep = orjson.dumps({"jsonrpc": "2.0", "method": "ping", "params": {"a": [[[[[[1]]]]]]}})
+    for line, limits in ((big, {"max_params_bytes": 1000}), (deep, {"max_depth": 4})):
+        item = parse_frame(line, **limits)
+        assert isinstance(item, BadRequest) and item.silent, line
+        answered = parse_frame(line.replace(b'"method"', b'"id":1,"method"'), **limits)
+        assert isinstance(answered, BadRequest) and not answered.silent and answered.id == 1
+    deep_invalid = orjson.dumps({"jsonrpc": "1.0", "method": "ping", "x": [[[[[[1]]]]]]})
+    assert not parse_frame(deep_invalid, max_depth=4).silent
 
 
 def test_notification_and_ids() -> None:
@@ -111,6 +137,33 @@ def test_registry_validates_types_defaults_and_unknowns() -> None:
     assert "must be >=" in err.value.data["reason"]
 
 
+def test_params_by_position_follow_the_declared_order() -> None:
+    run, ping, status, exists = (METHODS[n] for n in ("run", "ping", "status", "exists"))
+    params = run.validate(["img", "job", None, ["true"]])
+    assert (params.image, params.name, params.command) == ("img", "job", ["true"])
+    assert ping.validate([2]).timeout == 2 and status.validate([]) == status.validate({})
+    with pytest.raises(InvalidParams) as err:
+        ping.validate([1, 2])
+    assert err.value.data["field"] == "params[1]" and "timeout" in err.value.data["reason"]
+    with pytest.raises(InvalidParams) as err:
+        status.validate([1])
+    assert err.value.data == {"kind": "InvalidParams", "field": "params[0]",
+                              "reason": "unexpected; status takes none"}
+    with pytest.raises(InvalidParams) as err:
+        exists.validate([])
+    assert err.value.data["field"] == "name" and err.value.data["reason"] == "required"
+    with pytest.raises(InvalidParams) as err:
+        exists.validate([7])
+    assert err.value.data["field"] == "name"
+
+
+def test_every_method_declares_its_required_params_first() -> None:
+    """So a call by position can stop after the required ones."""
+    for spec in METHODS.values():
+        flags = [p.required for p in spec.params]
+        assert flags == sorted(flags, reverse=True), spec.name
+
+
 def test_deadlines_follow_the_declaration() -> None:
     ping, run = METHODS["ping"], METHODS["run"]
     assert ping.deadline(ping.validate({}), allowance=10, maximum=300) == 10
@@ -133,4 +186,19 @@ def test_openrpc_document_lists_every_method_and_error() -> None:
     assert run["result"]["schema"]["properties"]["exit_code"]
     codes = {e["code"] for e in doc["components"]["errors"]}
     assert {-32700, -32600, -32601, -32602, -32603, -32000, -32800} <= codes
+    assert {m["paramStructure"] for m in doc["methods"]} == {"either"}
     orjson.dumps(doc)  # serialisable
+
+
+@pytest.mark.parametrize("method, raw, field, reason", [
+    ("ping", {"timeout": -1}, "timeout", "must be >= 0.001"),
+    ("logs", {"name": "x", "tail": -5}, "tail", "must be >= 0"),
+    ("run", {"image": "i", "entrypoint": [1]}, "entrypoint[0]", "expected string"),
+    ("info", {"format": 7}, "format", "expected string or null"),
+])
+def test_a_value_or_null_param_says_what_was_wrong(method: str, raw: dict[str, object],
+                                                   field: str, reason: str) -> None:
+    """A number out of range is not "expected number or null" (issue 19)."""
+    with pytest.raises(InvalidParams) as err:
+        METHODS[method].validate(raw)
+    assert (err.value.data["field"], err.value.data["reason"]) == (field, reason)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from daemon.context import process_start_ticks
-from daemon.labels import AUTO_REMOVE, DEADLINE, INSTANCE, OWNER, OWNER_VALUE, REQUEST
-from daemon.reaper import DEADLINE_GRACE, verdict
+from podman_rpc.daemon.context import process_start_ticks
+from podman_rpc.daemon.labels import AUTO_REMOVE, DEADLINE, INSTANCE, OWNER, OWNER_VALUE, REQUEST
+from podman_rpc.daemon.reaper import DEADLINE_GRACE, verdict
 from tests.rig.daemon import DaemonProcess
 from tests.rig.podman import BUSYBOX_IMAGE, podman
 
@@ -70,7 +71,8 @@ def exists(name: str) -> bool:
 
 def remove(*names: str) -> None:
     if names:
-        podman("rm", "-f", "--ignore", "-t", "0", *names, check=False)  # --ignore: else one missing name stops the rest
+        # --ignore: else one missing name stops the rest
+        podman("rm", "-f", "--ignore", "-t", "0", *names, check=False)
 
 
 def instance_containers(instance: str) -> list[str]:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from daemon.handlers.run import format_seconds
-from daemon.labels import AUTO_REMOVE, DEADLINE, INSTANCE, OWNER, OWNER_VALUE, REQUEST
+from podman_rpc.daemon.handlers.run import format_seconds
+from podman_rpc.daemon.labels import AUTO_REMOVE, DEADLINE, INSTANCE, OWNER, OWNER_VALUE, REQUEST
 from tests.rig.daemon import RawConnection
 from tests.rig.podman import BUSYBOX_IMAGE, podman
 
@@ -297,9 +297,9 @@ def test_podman_error_half_way_leaves_nothing(conn: RawConnection) -> None:
 
 def test_create_body_maps_every_param() -> None:
     """The libpod body as Podman will read it (pure: the live tests above check Podman's view)."""
-    from daemon.handlers.run_spec import create_body
-    from daemon.policy import PolicyConfig
-    from protocol.methods import Run
+    from podman_rpc.daemon.handlers.run_spec import create_body
+    from podman_rpc.daemon.policy import PolicyConfig
+    from podman_rpc.protocol.methods import Run
 
     params = Run(image="img", command="sh -c 'echo a b'", entrypoint=["/bin/env"],
                  env=["A=1", "B=x=y"], memory="64m", memory_swap="-1", cpus=1.5,

@@ -10,8 +10,8 @@ import itertools
 import os
 import socket
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -94,7 +94,7 @@ def test_activation_fd_that_is_not_a_listening_stream_socket_is_refused(
             result = subprocess.run(
                 ["sh", "-c", script, "sh", *command], env=daemon_env(), capture_output=True,
                 text=True, timeout=60, pass_fds=(3,) if passed is not None else (),
-                preexec_fn=(lambda: os.dup2(fd, 3)) if passed is not None else None)
+                preexec_fn=(lambda fd=fd: os.dup2(fd, 3)) if passed is not None else None)
             assert result.returncode == 1, result.stderr
             assert message in result.stderr
     finally:
@@ -189,8 +189,8 @@ def test_idle_exit_called_off_when_work_arrives_keeps_serving(tmp_path: Path,
     """The race path: a connection accepted while the listener closes cancels the exit."""
     import asyncio
 
-    from daemon.config import load_config
-    from daemon.server import Server
+    from podman_rpc.daemon.config import load_config
+    from podman_rpc.daemon.server import Server
 
     config = load_config(overrides={"socket_path": tmp_path / "rpc.sock",
                                     "podman_socket": podman_service.socket_path,

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.systemd import Notifier, activation_socket
+from podman_rpc.daemon.systemd import Notifier, activation_socket
 
 UNITS = Path(__file__).resolve().parents[1] / "systemd"
-SHIPPED_EXEC = "/usr/local/bin/podman-rpc"
+SHIPPED_EXEC = "/usr/local/bin/podman-rpcd"
 
 
 def unit_options(path: Path) -> dict[str, list[str]]:
@@ -35,7 +35,7 @@ def unit_options(path: Path) -> dict[str, list[str]]:
 
 
 def installed_script() -> Path:
-    script = Path(sys.executable).with_name("podman-rpc")
+    script = Path(sys.executable).with_name("podman-rpcd")
     if not script.exists():
         pytest.fail(f"console script not installed next to {sys.executable}: pip install -e .")
     return script
@@ -48,7 +48,8 @@ def unit_dir(tmp_path: Path) -> Path:
     assert SHIPPED_EXEC in service
     (tmp_path / "podman-rpc.service").write_text(service.replace(SHIPPED_EXEC, str(installed_script())))
     shutil.copy(UNITS / "podman-rpc.socket", tmp_path)
-    if not any(Path(d, "podman.socket").exists() for d in ("/lib/systemd/system", "/usr/lib/systemd/system", "/etc/systemd/system")):
+    unit_dirs = ("/lib/systemd/system", "/usr/lib/systemd/system", "/etc/systemd/system")
+    if not any(Path(d, "podman.socket").exists() for d in unit_dirs):
         (tmp_path / "podman.socket").write_text(  # stand-in where Podman's unit is not installed
             "[Unit]\nDescription=stub\n[Socket]\nListenStream=/run/podman/podman.sock\n")
     return tmp_path
@@ -80,7 +81,7 @@ def test_service_unit_lifecycle_and_hardening() -> None:
     assert "podman.socket" in opts["Unit.Requires"][0].split()
     assert "podman.socket" in opts["Unit.After"][0].split()
     exec_start = opts["Service.ExecStart"][0].split()
-    assert exec_start[:2] == [SHIPPED_EXEC, "serve"] and "--idle-timeout" in exec_start
+    assert exec_start[0] == SHIPPED_EXEC and "--idle-timeout" in exec_start
     assert float(opts["Service.WatchdogSec"][0]) > 0
     config = tomllib.loads((UNITS / "podman-rpc.toml").read_text())["daemon"]
     assert config["embedded_podman"] is False

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from clients._core import encode_cancel, encode_notification, encode_request
+from podman_rpc._core import encode_cancel, encode_notification, encode_request
 from tests.rig.daemon import REPO, DaemonProcess
 from tests.rig.podman import podman
 

@@ -7,18 +7,23 @@ Daemon-local methods (``Lane.LOCAL``) are plain functions of ``(state, params)``
 they do no I/O, so the transport answers them in the same read that brought the
 request, with no task, deadline or lane. Every other handler is a coroutine of
 ``(ctx, params)``.
+
+``load_handlers`` imports every module of ``HANDLER_MODULES`` and refuses to
+start unless each declared method has exactly one handler.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from typing import Any, Awaitable, Callable, Union
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
-from protocol.registry import METHODS, Lane, Params
+from podman_rpc.protocol.registry import METHODS, Lane, Params
 
 AsyncHandler = Callable[[Any, Any], Awaitable[Any]]
 LocalHandler = Callable[[Any, Any], Any]
-Handler = Union[AsyncHandler, LocalHandler]
+Handler = AsyncHandler | LocalHandler
 HANDLERS: dict[str, Handler] = {}
 
 
@@ -44,18 +49,22 @@ def implements(params_class: type[Params]) -> Callable[[Handler], Handler]:
     return bind
 
 
+HANDLER_MODULES = ("system", "images", "build", "containers")
+
+
+def check_complete(handlers: Mapping[str, Handler], methods: Iterable[str]) -> None:
+    """Refuse to start when a declared method has no handler (or a handler no method)."""
+    declared = set(methods)
+    missing = sorted(declared - set(handlers))
+    unknown = sorted(set(handlers) - declared)
+    if missing or unknown:
+        raise RuntimeError(f"handlers out of step with the declarations: missing {missing}, "
+                           f"undeclared {unknown}")
+
+
 def load_handlers() -> dict[str, Handler]:
-    """Import every handler module and check that each declared method has a handler."""
-    import importlib
-
-    for module in ("system", "images", "containers"):
-        try:
-            importlib.import_module(f"daemon.handlers.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"daemon.handlers.{module}":
-                raise
+    """Import every handler module; every declared method must then have its handler."""
+    for module in HANDLER_MODULES:
+        importlib.import_module(f"{__name__}.{module}")
+    check_complete(HANDLERS, METHODS)
     return HANDLERS
-
-
-def missing_handlers() -> list[str]:
-    return [name for name in METHODS if name not in HANDLERS]

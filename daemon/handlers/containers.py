@@ -1,28 +1,37 @@
-"""Container methods other than ``run``: ps, kill, rm, logs, stop, wait."""
+"""Container methods other than ``run``: ps, kill, rm, logs, stop, wait.
+
+Each acts only on the caller's own containers unless it is admin (``owned``).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+import json
+from datetime import UTC, datetime
 from typing import Any
 
-from daemon.context import CallContext
-from daemon.handlers import implements, libpod
-from daemon.handlers import run as _run  # noqa: F401 - registers ``run``
-from daemon.handlers.output import OutputCapture
-from protocol import methods as m
-from protocol.errors import Timeout
+from podman_rpc.daemon.context import CallContext
+from podman_rpc.daemon.handlers import implements, libpod
+from podman_rpc.daemon.handlers import run as _run  # noqa: F401 - registers ``run``
+from podman_rpc.daemon.handlers.output import OutputCapture
+from podman_rpc.daemon.handlers.owned import owned_container, owner_filter
+from podman_rpc.protocol import methods as m
+from podman_rpc.protocol.errors import Timeout
 
 
 def _iso(value: Any) -> str:
     """Podman gives Unix seconds in lists and RFC 3339 text elsewhere; the CLI showed text."""
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc).isoformat().replace("+00:00", "Z")
+        return datetime.fromtimestamp(value, UTC).isoformat().replace("+00:00", "Z")
     return str(value or "")
 
 
-def _list_containers(client: Any, all_: bool) -> list[dict[str, Any]]:
-    response = client.api.get("/containers/json", params={"all": "true" if all_ else "false"})
+def _list_containers(client: Any, all_: bool,
+                     filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+    params = {"all": "true" if all_ else "false"}
+    if filters:
+        params["filters"] = json.dumps(filters)
+    response = client.api.get("/containers/json", params=params)
     response.raise_for_status()
     return [{"id": c.get("Id", ""), "name": (c.get("Names") or [""])[0],
              "status": c.get("State", ""), "image": [c.get("Image", "")],
@@ -31,41 +40,46 @@ def _list_containers(client: Any, all_: bool) -> list[dict[str, Any]]:
 
 @implements(m.Ps)
 async def ps(ctx: CallContext, params: m.Ps) -> list[dict[str, Any]]:
-    return await ctx.pool.call(_list_containers, params.all)
+    return await ctx.pool.call(_list_containers, params.all, owner_filter(ctx))
 
 
 @implements(m.Kill)
 async def kill(ctx: CallContext, params: m.Kill) -> dict[str, str]:
-    await ctx.pool.call(libpod.kill, params.name, params.signal)
+    cid = await owned_container(ctx, params.name)
+    await ctx.pool.call(libpod.kill, cid, params.signal)
     return {"container_id": params.name,
             "message": f"Container killed with signal {params.signal}"}
 
 
 @implements(m.Rm)
 async def rm(ctx: CallContext, params: m.Rm) -> dict[str, str]:
-    await ctx.pool.call(libpod.remove, params.name, params.force)
+    cid = await owned_container(ctx, params.name)
+    await ctx.pool.call(libpod.remove, cid, params.force)
     return {"container_id": params.name, "message": "Container deleted successfully"}
 
 
 @implements(m.Logs)
 async def logs(ctx: CallContext, params: m.Logs) -> dict[str, str]:
     capture = OutputCapture(ctx.config.output_cap_bytes)
-    await ctx.pool.call(libpod.logs_into, params.name, capture, False, params.tail)
+    cid = await owned_container(ctx, params.name)
+    await ctx.pool.call(libpod.logs_into, cid, capture, False, params.tail)
     return {"container_id": params.name, "stdout": capture.text("stdout"),
             "stderr": capture.text("stderr")}
 
 
 @implements(m.Stop)
 async def stop(ctx: CallContext, params: m.Stop) -> dict[str, str]:
-    await ctx.pool.call(libpod.stop, params.name, params.timeout, params.timeout + 30)
+    cid = await owned_container(ctx, params.name)
+    await ctx.pool.call(libpod.stop, cid, params.timeout, params.timeout + 30)
     return {"container_id": params.name, "message": "Container stopped"}
 
 
 @implements(m.Wait)
 async def wait(ctx: CallContext, params: m.Wait) -> dict[str, Any]:
+    cid = await owned_container(ctx, params.name)
     try:
         code = await asyncio.wait_for(
-            ctx.pool.call(libpod.wait_exit, params.name, params.timeout + 5),
+            ctx.pool.call(libpod.wait_exit, cid, params.timeout + 5),
             timeout=params.timeout)
     except TimeoutError:
         raise Timeout(f"Container '{params.name}' did not exit within "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from daemon.handlers.output import OutputCapture, read_frames
+from podman_rpc.daemon.handlers.output import OutputCapture, read_frames
 
 WAIT_INTERVAL = "10ms"  # libpod polls the state this often; its default (250ms) costs ~0.2s per run
 _GONE = {404, 409}  # no such container / not running (libpod also says 500 "state improper")
@@ -54,10 +54,11 @@ def logs_into(client: Any, cid: str, capture: OutputCapture, follow: bool = Fals
         response.close()
 
 
-def inspect(client: Any, cid: str) -> dict[str, Any]:
+def container_inspect(client: Any, cid: str) -> dict[str, Any]:
     response = client.api.get(f"/containers/{cid}/json")
     response.raise_for_status()
-    return response.json()
+    attrs: dict[str, Any] = response.json()
+    return attrs
 
 
 def state_or_none(client: Any, cid: str) -> str | None:

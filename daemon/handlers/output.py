@@ -9,7 +9,8 @@ lines to a callback as they arrive (for ``$/progress``).
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 

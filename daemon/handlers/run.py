@@ -14,14 +14,15 @@ import time
 import uuid
 from typing import Any
 
-from daemon.context import CallContext
-from daemon.handlers import implements, libpod
-from daemon.handlers.output import OutputCapture
-from daemon.handlers.run_spec import create_body
-from daemon.labels import container_labels
-from daemon.policy import check_run_spec
-from protocol import methods as m
-from protocol.errors import ContainerFailed, RpcError, Timeout
+from podman_rpc.daemon.context import CallContext
+from podman_rpc.daemon.handlers import implements, libpod
+from podman_rpc.daemon.handlers.output import OutputCapture
+from podman_rpc.daemon.handlers.owned import image_missing, visible_image
+from podman_rpc.daemon.handlers.run_spec import create_body
+from podman_rpc.daemon.labels import container_labels
+from podman_rpc.daemon.policy import check_run_spec
+from podman_rpc.protocol import methods as m
+from podman_rpc.protocol.errors import ContainerFailed, RpcError, Timeout
 
 DETACH_POLL = 1.0  # seconds between state checks of a detached container
 
@@ -51,13 +52,17 @@ class Runner:
         self.cleaned = False
         self.started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        on_line = None
-        if ctx.want_progress:
-            on_line = lambda stream, line: loop.call_soon_threadsafe(ctx.progress, stream, line)  # noqa: E731
-        self.capture = OutputCapture(ctx.config.output_cap_bytes, on_line)
+
+        def forward(stream: str, line: str) -> None:
+            loop.call_soon_threadsafe(ctx.progress, stream, line)
+
+        self.capture = OutputCapture(ctx.config.output_cap_bytes,
+                                     forward if ctx.want_progress else None)
 
     async def execute(self) -> dict[str, Any]:
         check_run_spec(self.body, self.ctx.config.policy)  # PolicyDenied before create
+        if not self.ctx.is_admin and await visible_image(self.ctx, self.params.image) is None:
+            raise image_missing(self.params.image)  # another peer's build is not there for it
         pool = self.ctx.pool
         creating = asyncio.ensure_future(pool.call(libpod.create, self.body, subject="image"))
         try:

@@ -13,13 +13,13 @@ import re
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from daemon.confine import confinement, harden_options
-from daemon.policy_rules import MOUNT_OPTIONS
-from protocol import methods as m
-from protocol.errors import InvalidParams
+from podman_rpc.daemon.confine import confinement, harden_options
+from podman_rpc.daemon.policy_rules import MOUNT_OPTIONS
+from podman_rpc.protocol import methods as m
+from podman_rpc.protocol.errors import InvalidParams
 
 if TYPE_CHECKING:
-    from daemon.policy import PolicyConfig
+    from podman_rpc.daemon.policy import PolicyConfig
 
 CPU_PERIOD = 100_000  # microseconds, Podman's default CFS period
 _SIZE = re.compile(r"^(\d+)([bkmg]?)b?$", re.IGNORECASE)

@@ -7,11 +7,11 @@ from typing import Any
 
 import orjson
 
-from daemon.context import DAEMON_VERSION, CallContext, DaemonState
-from daemon.handlers import implements
-from daemon.handlers.templates import render
-from protocol import methods as m
-from protocol.registry import openrpc_document
+from podman_rpc.daemon.context import DAEMON_VERSION, CallContext, DaemonState
+from podman_rpc.daemon.handlers import implements
+from podman_rpc.daemon.handlers.templates import render
+from podman_rpc.protocol import methods as m
+from podman_rpc.protocol.registry import openrpc_document
 
 _DISCOVER_CACHE: dict[str, orjson.Fragment] = {}
 

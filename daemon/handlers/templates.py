@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from protocol.errors import InvalidParams
+from podman_rpc.protocol.errors import InvalidParams
 
 _FIELD = re.compile(r"\{\{\s*\.([A-Za-z0-9_.]*)\s*\}\}")
 

@@ -27,9 +27,9 @@ from tests.rig.podman import podman_env
 
 
 def serve_command(directory: Path, podman_socket: Path, extra: list[str]) -> list[str]:
-    """The installed console script (as a unit's ExecStart runs it), else ``python -m daemon``."""
-    script = Path(sys.executable).with_name("podman-rpc")
-    base = [str(script), "serve"] if script.exists() else [sys.executable, "-m", "daemon"]
+    """The installed console script (as a unit's ExecStart runs it), else ``python -m podman_rpc.daemon``."""
+    script = Path(sys.executable).with_name("podman-rpcd")
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "podman_rpc.daemon"]
     config = directory / "daemon.toml"
     if not config.exists():
         config.write_text(f'[daemon]\nruntime_dir = "{directory / "run"}"\n'

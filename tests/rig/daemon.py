@@ -99,7 +99,7 @@ class DaemonProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "daemon", "--socket", str(self.socket_path),
+        return [sys.executable, "-m", "podman_rpc.daemon", "--socket", str(self.socket_path),
                 "--podman-socket", str(self.podman_socket), "--config", str(self.config_path),
                 *self.extra_args]
 

@@ -1,18 +1,17 @@
-"""A private ``podman system service`` for the tests, and the local busybox image."""
+"""A private ``podman system service`` for the tests, and the local busybox image (made by daemon code)."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 
+from podman_rpc.daemon.busybox import BUSYBOX_IMAGE
+from podman_rpc.daemon.busybox import ensure_busybox_image as make_busybox_image
+
 RIG_DIR = Path(__file__).resolve().parent
 CONTAINERS_CONF = RIG_DIR / "containers.conf"
-BUSYBOX_IMAGE = "localhost/busybox:latest"
 OWNER_LABEL = "io.podman-rpc.owner"
 
 
@@ -29,26 +28,8 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
 
 
 def ensure_busybox_image() -> str:
-    """Import a busybox-static rootfs as localhost/busybox:latest (no registry needed)."""
-    if podman("image", "exists", BUSYBOX_IMAGE, check=False).returncode == 0:
-        return BUSYBOX_IMAGE
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        raise RuntimeError("busybox-static is not installed (apt-get install busybox-static)")
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "root"
-        (root / "bin").mkdir(parents=True)
-        (root / "tmp").mkdir(mode=0o1777)
-        shutil.copy2(busybox, root / "bin" / "busybox")
-        applets = subprocess.run([busybox, "--list"], check=True, text=True,
-                                 capture_output=True).stdout.split()
-        for applet in applets:
-            if applet != "busybox":
-                (root / "bin" / applet).symlink_to("busybox")
-        archive = Path(tmp) / "rootfs.tar"
-        with tarfile.open(archive, "w") as tar:
-            tar.add(root, arcname=".")
-        podman("import", "--change", "ENV=PATH=/bin", "-q", str(archive), BUSYBOX_IMAGE)
+    """The daemon's own busybox import (daemon/busybox.py), with the rig's configuration."""
+    make_busybox_image(podman_env())
     return BUSYBOX_IMAGE
 
 
@@ -75,7 +56,7 @@ class PodmanService:
             ["podman", "system", "service", "--time=0", f"unix://{self.socket_path}"],
             env=podman_env(), stdout=log, stderr=log, start_new_session=True)
         until = time.monotonic() + wait
-        from daemon.embedded import podman_answers
+        from podman_rpc.daemon.embedded import podman_answers
 
         while time.monotonic() < until:
             if podman_answers(self.socket_path, 0.5):
@@ -83,6 +64,7 @@ class PodmanService:
             if self.process.poll() is not None:
                 break
             time.sleep(0.05)
+        self.stop()  # not left running for nobody: a fixture that failed never stops it
         raise RuntimeError(f"podman service did not come up; see {self.directory}/podman-service.log")
 
     def stop(self) -> None:
