@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from podman_rpc.daemon.confine import USERNS_MODES, check_privileges
 from podman_rpc.daemon.policy_rules import (
-    check_caps,
     check_devices,
     check_image,
     check_mounts,
@@ -32,7 +32,7 @@ from podman_rpc.daemon.policy_rules import (
 HARMLESS_FIELDS = frozenset({
     "image", "raw_image_name", "name", "command", "entrypoint", "env", "labels",
     "annotations", "work_dir", "remove", "stdin", "terminal", "hostname", "timeout",
-    "stop_signal", "stop_timeout", "cap_drop", "no_new_privileges", "read_only_filesystem",
+    "stop_signal", "stop_timeout", "read_only_filesystem",
     "read_write_tmpfs", "user", "groups", "init", "dns_server", "dns_search", "dns_option",
     "healthconfig", "shm_size", "timezone", "umask", "expose", "hostadd", "oom_score_adj",
     "restart_policy", "restart_tries", "use_image_hosts", "use_image_resolve_conf",
@@ -40,8 +40,8 @@ HARMLESS_FIELDS = frozenset({
 })
 # Fields the rules below judge.
 JUDGED_FIELDS = frozenset({
-    "privileged", "cap_add", "devices", "netns", "pidns", "ipcns", "userns", "utsns",
-    "cgroupns", "mounts", "volumes", "portmappings", "publish_image_ports", "networks",
+    "privileged", "cap_add", "cap_drop", "no_new_privileges", "idmappings", "devices", "netns",
+    "pidns", "ipcns", "userns", "utsns", "cgroupns", "mounts", "volumes", "portmappings", "publish_image_ports", "networks",
     "cni_networks", "resource_limits", "log_configuration",
 })
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?\s*$", re.IGNORECASE)
@@ -63,11 +63,9 @@ class PolicyConfig:
     """The ``[daemon.policy]`` table. Defaults deny everything that reaches the host."""
 
     allow_privileged: bool = False
-    allow_cap_add: tuple[str, ...] = ()  # capability names, or "ALL"
     allow_host_network: bool = False
     allow_host_pid: bool = False
     allow_host_ipc: bool = False
-    allow_host_userns: bool = False
     allow_host_uts: bool = False
     allow_host_cgroupns: bool = False
     allow_devices: tuple[str, ...] = ()  # host device paths, or "*"
@@ -90,6 +88,16 @@ class PolicyConfig:
     build_roots: tuple[str, ...] = ()  # where a non-admin build context may be (none: admin only)
     build_networks: tuple[str, ...] = ("none",)  # networks a build's RUN steps may use
     max_build_context_bytes: int = 1 << 30  # the context tar is cut off past this
+
+    # what a container gets
+    capabilities: tuple[str, ...] = ()  # its only capabilities, e.g. "NET_BIND_SERVICE"; "ALL"
+    userns: str = "auto"  # "auto": its own user namespace (root is not host root); "host"
+    subid_files: tuple[str, ...] = ("/etc/subuid", "/etc/subgid")  # where Podman finds "auto" ids
+
+    def __post_init__(self) -> None:
+        if self.userns not in USERNS_MODES:
+            raise ValueError(f"[daemon.policy] userns must be one of {', '.join(USERNS_MODES)}, "
+                             f"not {self.userns!r}")
 
 
 def policy_from_mapping(raw: Mapping[str, Any]) -> PolicyConfig:
@@ -125,7 +133,7 @@ def check_run_spec(body: Mapping[str, Any], policy: PolicyConfig) -> None:
     check_image(body, policy)
     if body.get("privileged") and not policy.allow_privileged:
         raise deny("privileged", "privileged containers are not allowed")
-    check_caps(body.get("cap_add"), policy)
+    check_privileges(body, policy)
     check_namespaces(body, policy)
     check_devices(body.get("devices"), policy)
     check_network(body, policy)

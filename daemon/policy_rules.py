@@ -28,10 +28,9 @@ _PRIVATE_NS = {
     "ipcns": {"", "private", "default", "shareable", "none"},
     "utsns": {"", "private", "default"},
     "cgroupns": {"", "private", "default"},
-    "userns": {"", "private", "default", "auto", "nomap", "keep-id"},
-}
+}  # userns is judged by daemon.confine.check_privileges
 _NS_RULE = {"pidns": "host_pid", "ipcns": "host_ipc", "utsns": "host_uts",
-            "cgroupns": "host_cgroupns", "userns": "host_userns"}
+            "cgroupns": "host_cgroupns"}
 
 # Podman's own storage and sockets: a container that can reach them is root on the host.
 STORAGE_PATHS = (
@@ -40,6 +39,19 @@ STORAGE_PATHS = (
     "/usr/share/containers", "/var/run/docker.sock", "/run/docker.sock", "/run/podman-rpc",
     "/run/user", "/proc", "/sys", "/dev",
 )
+
+PROPAGATION = frozenset({"shared", "rshared", "private", "rprivate", "slave", "rslave",
+                         "unbindable", "runbindable"})
+# Options that only narrow a mount. Everything else is denied, among them "U" (chown the
+# host source to the container's ids), "idmap", "suid", "dev" and "exec" (they undo a
+# restriction the daemon decides, not the caller), "O" (overlay) and any unknown word.
+MOUNT_OPTIONS = frozenset({"ro", "rw", "z", "Z", "nosuid", "nodev", "noexec", *PROPAGATION})
+VALUED_OPTIONS = frozenset({"size", "mode"})  # size=, mode=: tmpfs and named volumes only
+FORCED_HOST_OPTIONS = ("nosuid", "nodev")  # on every mount of a host path
+# Keys of a mount entry (OCI spec.Mount, libpod NamedVolume): uidMappings would idmap it.
+_MOUNT_KEYS = {"mounts": {"destination", "type", "source", "options"},
+               "volumes": {"name", "dest", "options", "isanonymous"}}
+
 
 def deny(rule: str, message: str, **data: Any) -> PolicyDenied:
     return PolicyDenied(f"Denied by policy ({rule}): {message}", {"rule": rule, **data})
@@ -68,17 +80,6 @@ def check_image(body: Mapping[str, Any], policy: PolicyConfig) -> None:
         if isinstance(image, str) and not any(fnmatchcase(image, p) for p in policy.images):
             raise deny("image", f"image {image[:200]!r} matches no allowed pattern",
                         image=image[:200])
-
-
-def check_caps(caps: Any, policy: PolicyConfig) -> None:
-    if not present(caps):
-        return
-    allowed = {c.upper().removeprefix("CAP_") for c in policy.allow_cap_add}
-    for cap in caps if isinstance(caps, list) else [caps]:
-        name = str(cap).upper().removeprefix("CAP_")
-        if "ALL" not in allowed and name not in allowed:
-            raise deny("capabilities", f"adding capability {name[:50]} is not allowed",
-                        capability=name[:50])
 
 
 def _nsmode(value: Any) -> str:
@@ -165,29 +166,52 @@ def _check_host_path(source: str, policy: PolicyConfig) -> None:
                         source=path[:200])
 
 
+def check_mount_options(entry: Mapping[str, Any], *, host_path: bool, where: str) -> None:
+    """Deny any option outside the allowlist; a host path must be nosuid,nodev."""
+    extra = [k for k, v in entry.items() if k not in _MOUNT_KEYS[where] and present(v)]
+    if extra:
+        raise deny("field", f"{where}.{str(extra[0])[:50]} is not allowed",
+                   field=f"{where}.{str(extra[0])[:50]}")
+    options = entry.get("options")
+    if options is not None and not isinstance(options, list):
+        raise deny("mount_option", f"{where} options must be a list", option=str(options)[:100])
+    words = [str(o) for o in options or []]
+    for option in words:
+        key, sep, _ = option.partition("=")
+        if option in MOUNT_OPTIONS or (sep and key in VALUED_OPTIONS and not host_path):
+            continue
+        raise deny("mount_option", f"mount option {option[:100]!r} is not allowed",
+                   option=option[:100])
+    for forced in FORCED_HOST_OPTIONS if host_path else ():
+        if forced not in words:
+            raise deny("mount_option", f"a host path must be mounted {forced}", option=forced)
+
+
 def check_mounts(body: Mapping[str, Any], policy: PolicyConfig) -> None:
+    """Where each mount comes from, then its options (``check_mount_options``)."""
     mounts = body.get("mounts")
     for mount in mounts if isinstance(mounts, list) else ([mounts] if present(mounts) else []):
         if not isinstance(mount, Mapping):
             raise deny("mount", "a mount must be an object")
         mount = fold(mount, "mounts")
         kind = str(mount.get("type") or "bind").lower()
-        if kind in {"tmpfs", "devpts", "ramfs"}:
-            continue
-        if kind == "volume":
-            if not policy.allow_named_volumes:
-                raise deny("volume", "named volumes are not allowed")
-            continue
-        if kind != "bind":
+        if kind == "volume" and not policy.allow_named_volumes:
+            raise deny("volume", "named volumes are not allowed")
+        if kind not in {"tmpfs", "devpts", "ramfs", "volume", "bind"}:
             raise deny("mount", f"mount type {kind[:50]!r} is not allowed")
-        _check_host_path(str(mount.get("source") or ""), policy)
+        if kind == "bind":
+            _check_host_path(str(mount.get("source") or ""), policy)
+        check_mount_options(mount, host_path=kind == "bind", where="mounts")
     volumes = body.get("volumes")
     for volume in volumes if isinstance(volumes, list) else ([volumes] if present(volumes) else []):
-        name = fold(volume, "volumes").get("name") if isinstance(volume, Mapping) else volume
-        if isinstance(name, str) and name.startswith("/"):
+        volume = fold(volume, "volumes") if isinstance(volume, Mapping) else {"name": volume}
+        name = volume.get("name")
+        host_path = isinstance(name, str) and name.startswith("/")
+        if host_path:
             _check_host_path(name, policy)
         elif not policy.allow_named_volumes:
             raise deny("volume", "named volumes are not allowed")
+        check_mount_options(volume, host_path=host_path, where="volumes")
 
 
 def _number(value: Any) -> float | None:

@@ -17,6 +17,7 @@ import structlog
 
 from podman_rpc.daemon.access import AccessControl, socket_group
 from podman_rpc.daemon.config import Config
+from podman_rpc.daemon.confine import subid_problem
 from podman_rpc.daemon.context import DAEMON_VERSION, DaemonState
 from podman_rpc.daemon.dispatch import CANCEL_SHUTDOWN, Dispatcher
 from podman_rpc.daemon.embedded import EmbeddedPodman, podman_answers, private_dir
@@ -173,6 +174,9 @@ class Server:
         return configured
 
     async def startup(self) -> None:
+        problem = subid_problem(self.config.policy)  # else container root would be host root
+        if problem is not None:
+            raise StartupError(problem)
         listener = self.choose_socket()
         podman_socket = await self.choose_podman(listener)
         workers = sum(lane.cap for lane in self.config.lanes.values()) + 4

@@ -20,6 +20,9 @@ if [ "${#need[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" python3-venv >/dev/null
 fi
 
+# Podman's --userns=auto (the daemon's default) takes container ids from this range.
+$SUDO bash daemon/subids.sh
+
 VENV="${PODMAN_RPC_VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null

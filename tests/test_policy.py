@@ -25,6 +25,10 @@ SAFE: dict[str, Any] = {
     "labels": {"io.podman-rpc.owner": "podman-rpc"},
     "remove": False,
     "netns": {"nsmode": "none"},
+    "no_new_privileges": True,
+    "cap_drop": ["ALL"],
+    "userns": {"nsmode": "auto"},
+    "idmappings": {"AutoUserNs": True, "AutoUserNsOpts": {"Size": 65536}},
     "resource_limits": {"memory": {"limit": 20 << 20, "swap": 20 << 20},
                         "cpu": {"quota": 50000, "period": 100000},
                         "pids": {"limit": 64}},
@@ -39,6 +43,12 @@ def body(**changes: Any) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def bind(source: str, destination: str, *options: str) -> dict[str, Any]:
+    """A bind mount as create_body writes it: nosuid,nodev added to the caller's options."""
+    return {"type": "bind", "source": source, "destination": destination,
+            "options": [*options, "nosuid", "nodev"]}
 
 
 def limits(memory: Any = 20 << 20, quota: Any = 50000, pids: Any = 64) -> dict[str, Any]:
@@ -65,8 +75,12 @@ def test_the_safe_default_passes() -> None:
 # (the change to the safe body, the rule that must deny it, the policy that allows it)
 CASES: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
     ("privileged", {"privileged": True}, "privileged", {"allow_privileged": True}),
-    ("cap_add", {"cap_add": ["SYS_ADMIN"]}, "capabilities", {"allow_cap_add": ("SYS_ADMIN",)}),
-    ("cap_add prefixed", {"cap_add": ["cap_net_raw"]}, "capabilities", {"allow_cap_add": ("ALL",)}),
+    ("cap_add", {"cap_add": ["SYS_ADMIN"]}, "capabilities", {"capabilities": ("SYS_ADMIN",)}),
+    ("cap_add prefixed", {"cap_add": ["cap_net_raw"]}, "capabilities", {"capabilities": ("ALL",)}),
+    ("podman's default caps", {"cap_drop": ...}, "capabilities", {"capabilities": ("ALL",)}),
+    ("some caps dropped", {"cap_drop": ["NET_RAW"]}, "capabilities", {"capabilities": ("ALL",)}),
+    ("new privileges", {"no_new_privileges": ...}, "no_new_privileges", None),
+    ("new privileges false", {"no_new_privileges": False}, "no_new_privileges", None),
     ("host network", {"netns": {"nsmode": "host"}}, "host_network", {"allow_host_network": True}),
     ("netns by path", {"netns": {"nsmode": "path", "value": "/proc/1/ns/net"}}, "host_network",
      {"allow_host_network": True}),
@@ -74,26 +88,37 @@ CASES: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
     ("pid of a container", {"pidns": {"nsmode": "container:abc"}}, "host_pid",
      {"allow_host_pid": True}),
     ("host ipc", {"ipcns": {"nsmode": "host"}}, "host_ipc", {"allow_host_ipc": True}),
-    ("host userns", {"userns": {"nsmode": "host"}}, "host_userns", {"allow_host_userns": True}),
+    ("host userns", {"userns": {"nsmode": "host"}}, "userns", {"userns": "host"}),
+    ("no userns is host's", {"userns": ...}, "userns", {"userns": "host"}),
+    ("private userns is host's", {"userns": {"nsmode": "private"}}, "userns", {"userns": "host"}),
+    ("auto with a mapping", {"userns": {"nsmode": "auto", "value": "uidmapping=0:0:1"}},
+     "userns", {"userns": "host"}),
+    ("auto without AutoUserNs maps 1:1", {"idmappings": ...}, "userns", {"userns": "host"}),
+    ("explicit id maps", {"idmappings": {"AutoUserNs": True, "UIDMap": [
+        {"container_id": 0, "host_id": 0, "size": 1}]}}, "userns", None),
+    ("auto options", {"idmappings": {"AutoUserNs": True, "AutoUserNsOpts": {
+        "AdditionalUIDMappings": [{"container_id": 0, "host_id": 0, "size": 1}]}}}, "userns", None),
+    ("auto passwd file", {"idmappings": {"AutoUserNs": True, "AutoUserNsOpts": {
+        "Size": 10, "PasswdFile": "/etc/passwd"}}}, "userns", None),
+    ("auto size absurd", {"idmappings": {"AutoUserNs": True, "AutoUserNsOpts": {
+        "Size": 1 << 31}}}, "userns", None),
+    ("auto size not a number", {"idmappings": {"AutoUserNs": True, "AutoUserNsOpts": {
+        "Size": "big"}}}, "userns", None),
     ("host uts", {"utsns": {"nsmode": "host"}}, "host_uts", {"allow_host_uts": True}),
     ("devices", {"devices": [{"path": "/dev/sda"}]}, "devices", {"allow_devices": ("/dev/sda",)}),
-    ("bind outside roots", {"mounts": [{"type": "bind", "source": "/srv/data", "destination": "/x"}]},
+    ("bind outside roots", {"mounts": [bind("/srv/data", "/x")]},
      "mount", {"mount_roots": ("/srv",)}),
-    ("etc holds podman's config", {"mounts": [{"type": "bind", "source": "/etc",
-                                               "destination": "/x"}]}, "mount_storage",
+    ("etc holds podman's config", {"mounts": [bind("/etc", "/x")]}, "mount_storage",
      {"mount_roots": ("/etc",), "allow_storage_mounts": True}),
-    ("relative bind", {"mounts": [{"type": "bind", "source": "etc", "destination": "/x"}]},
+    ("relative bind", {"mounts": [bind("etc", "/x")]},
      "mount", None),
-    ("socket by name", {"mounts": [{"type": "bind", "source": "/srv/app/agent.sock",
-                                    "destination": "/s"}]}, "mount_socket",
+    ("socket by name", {"mounts": [bind("/srv/app/agent.sock", "/s")]}, "mount_socket",
      {"mount_roots": ("/srv",), "allow_socket_mounts": True}),
-    ("podman storage", {"mounts": [{"type": "bind", "source": "/var/lib/containers/storage",
-                                    "destination": "/s"}]}, "mount_storage",
+    ("podman storage", {"mounts": [bind("/var/lib/containers/storage", "/s")]}, "mount_storage",
      {"mount_roots": ("/var/lib",), "allow_storage_mounts": True}),
-    ("parent of podman's socket", {"mounts": [{"type": "bind", "source": "/run",
-                                               "destination": "/r"}]}, "mount_storage",
+    ("parent of podman's socket", {"mounts": [bind("/run", "/r")]}, "mount_storage",
      {"mount_roots": ("/run",), "allow_storage_mounts": True}),
-    ("the root", {"mounts": [{"type": "bind", "source": "/", "destination": "/h"}]},
+    ("the root", {"mounts": [bind("/", "/h")]},
      "mount_storage", None),
     ("named volume", {"volumes": [{"Name": "data", "Dest": "/data"}]}, "volume",
      {"allow_named_volumes": True}),
@@ -147,7 +172,7 @@ def test_socket_file_without_the_suffix_is_still_a_socket(tmp_path: Path) -> Non
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(path))
     try:
-        spec = body(mounts=[{"type": "bind", "source": str(path), "destination": "/x"}])
+        spec = body(mounts=[bind(str(path), "/x")])
         assert denied_rule(spec, PolicyConfig(mount_roots=(str(tmp_path),))) == "mount_socket"
     finally:
         listener.close()
@@ -156,22 +181,91 @@ def test_socket_file_without_the_suffix_is_still_a_socket(tmp_path: Path) -> Non
 def test_symlink_into_storage_is_followed(tmp_path: Path) -> None:
     link = tmp_path / "looks-fine"
     link.symlink_to("/var/lib/containers")
-    spec = body(mounts=[{"type": "bind", "source": str(link), "destination": "/x"}])
+    spec = body(mounts=[bind(str(link), "/x")])
     assert denied_rule(spec, PolicyConfig(mount_roots=(str(tmp_path),))) == "mount_storage"
 
 
 def test_bind_inside_an_allowed_root_passes(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
-    spec = body(mounts=[{"type": "bind", "source": str(tmp_path / "data"), "destination": "/d"}])
+    spec = body(mounts=[bind(str(tmp_path / "data"), "/d")])
     check_run_spec(spec, PolicyConfig(mount_roots=(str(tmp_path),)))
     sibling = str(tmp_path) + "-other"
-    spec = body(mounts=[{"type": "bind", "source": sibling, "destination": "/d"}])
+    spec = body(mounts=[bind(sibling, "/d")])
     assert denied_rule(spec, PolicyConfig(mount_roots=(str(tmp_path),))) == "mount"
 
 
 def test_cap_drop_and_tmpfs_need_no_permission() -> None:
     check_run_spec(body(cap_drop=["ALL"], mounts=[{"type": "tmpfs", "destination": "/t"}]),
                    PolicyConfig())
+
+
+# --- mount options: an allowlist; a host path is always nosuid,nodev ---------------------
+
+ROOTED = PolicyConfig(mount_roots=("/srv",), allow_named_volumes=True)
+
+
+@pytest.mark.parametrize("option", ["U", "idmap", "idmap=uids=0-1-10", "suid", "dev", "exec",
+                                    "O", "upperdir=/x", "bind", "u", "RO", " ro", "size=1m"])
+def test_mount_options_outside_the_allowlist_are_denied(option: str) -> None:
+    for spec in (body(mounts=[bind("/srv/ok", "/j", option)]),
+                 body(volumes=[{"Name": "/srv/ok", "Dest": "/j",
+                                "Options": [option, "nosuid", "nodev"]}])):
+        with pytest.raises(PolicyDenied) as caught:
+            check_run_spec(spec, ROOTED)
+        assert caught.value.data["rule"] == "mount_option"
+        assert caught.value.data["option"] == option
+
+
+@pytest.mark.parametrize("option", ["ro", "rw", "z", "Z", "noexec", "shared", "rshared",
+                                    "private", "rprivate", "slave", "rslave", "unbindable",
+                                    "runbindable"])
+def test_mount_options_in_the_allowlist_pass(option: str) -> None:
+    check_run_spec(body(mounts=[bind("/srv/ok", "/j", option)]), ROOTED)
+    check_run_spec(body(volumes=[{"Name": "/srv/ok", "Dest": "/j",
+                                  "Options": [option, "nosuid", "nodev"]}]), ROOTED)
+
+
+def test_host_paths_must_be_nosuid_and_nodev() -> None:
+    for missing in ("nosuid", "nodev"):
+        kept = [o for o in ("nosuid", "nodev") if o != missing]
+        spec = body(mounts=[{"type": "bind", "source": "/srv/ok", "destination": "/j",
+                             "options": kept}])
+        with pytest.raises(PolicyDenied) as caught:
+            check_run_spec(spec, ROOTED)
+        assert caught.value.data == {**caught.value.data, "rule": "mount_option",
+                                     "option": missing}
+    # a named volume and a tmpfs are not host paths: size= and mode= are theirs
+    check_run_spec(body(volumes=[{"Name": "data", "Dest": "/d", "Options": ["size=10m"]}],
+                        mounts=[{"type": "tmpfs", "destination": "/t",
+                                 "options": ["size=1m", "mode=1777"]}]), ROOTED)
+    assert denied_rule(body(mounts=[{"type": "tmpfs", "destination": "/t",
+                                     "options": ["suid"]}]), ROOTED) == "mount_option"
+    assert denied_rule(body(mounts=[{"type": "bind", "source": "/srv/ok", "destination": "/j",
+                                     "options": "nosuid,nodev"}]), ROOTED) == "mount_option"
+
+
+def test_idmapped_mount_keys_are_denied() -> None:
+    mapped = {**bind("/srv/ok", "/j"), "uidMappings": [{"containerID": 0, "hostID": 0,
+                                                        "size": 1}]}
+    assert denied_rule(body(mounts=[mapped]), ROOTED) == "field"
+    assert denied_rule(body(idmappings={"UIDMap": [{"container_id": 0, "host_id": 0}]}),
+                       ROOTED) == "userns"
+
+
+def test_policy_capabilities_are_the_only_ones() -> None:
+    granted = PolicyConfig(capabilities=("NET_BIND_SERVICE",))
+    check_run_spec(body(cap_add=["CAP_NET_BIND_SERVICE"]), granted)
+    assert denied_rule(body(cap_add=["NET_BIND_SERVICE", "SYS_ADMIN"]), granted) == "capabilities"
+    assert denied_rule(body(cap_drop=["NET_RAW"]), granted) == "capabilities"
+
+
+def test_userns_setting_is_checked() -> None:
+    with pytest.raises(ValueError, match="userns"):
+        policy_from_mapping({"userns": "keep-id"})
+    assert policy_from_mapping({"userns": "host", "capabilities": ["CHOWN"]}) == PolicyConfig(
+        userns="host", capabilities=("CHOWN",))
+    with pytest.raises(ValueError, match="allow_cap_add"):  # one concept: capabilities
+        policy_from_mapping({"allow_cap_add": ["CHOWN"]})
 
 
 def test_keys_match_case_insensitively_as_podman_decodes_them() -> None:

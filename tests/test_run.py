@@ -194,7 +194,11 @@ def test_invalid_mounts_create_nothing(conn: RawConnection, mount: str, reason: 
 
 
 def test_valid_mount_is_used(make_daemon: Any, tmp_path: Any) -> None:
+    # Container root is not host root (userns=auto): it reads and writes a host directory
+    # only as "others" may, so this one is open to all (pytest makes it 0700).
+    tmp_path.chmod(0o777)
     (tmp_path / "input.txt").write_text("from host")
+    (tmp_path / "input.txt").chmod(0o644)
     daemon = make_daemon(config_text=f'[daemon.policy]\nmount_roots = ["{tmp_path}"]\n')
     with daemon.connect() as conn:
         reply = run(conn, command="cat /data/input.txt", mounts=[f"{tmp_path}:/data:rprivate"])
@@ -202,6 +206,9 @@ def test_valid_mount_is_used(make_daemon: Any, tmp_path: Any) -> None:
         ro = run(conn, command=["sh", "-c", "echo x > /data/new"],
                  volumes=[f"{tmp_path}:/data:ro"])["error"]
         assert ro["data"]["kind"] == "ContainerFailed" and "Read-only" in ro["data"]["stderr"]
+        assert run(conn, command=["sh", "-c", "echo x > /data/new"],
+                   volumes=[f"{tmp_path}:/data"])["result"]["exit_code"] == 0
+        assert (tmp_path / "new").stat().st_uid != 0  # written by container root, not host root
 
 
 @pytest.mark.parametrize("params, field", [
@@ -291,6 +298,7 @@ def test_podman_error_half_way_leaves_nothing(conn: RawConnection) -> None:
 def test_create_body_maps_every_param() -> None:
     """The libpod body as Podman will read it (pure: the live tests above check Podman's view)."""
     from podman_rpc.daemon.handlers.run_spec import create_body
+    from podman_rpc.daemon.policy import PolicyConfig
     from podman_rpc.protocol.methods import Run
 
     params = Run(image="img", command="sh -c 'echo a b'", entrypoint=["/bin/env"],
@@ -298,7 +306,8 @@ def test_create_body_maps_every_param() -> None:
                  pids_limit=10, timeout=2.5, workdir="/w", network_mode="container:abc",
                  mounts=["/src:/dst:Z,rshared", "data:/vol:size=10m"],
                  volumes=["/h:/c:ro"], ports=["127.0.0.1:8080:80/udp"])
-    body = create_body(params, name="n", labels={"l": "v"}, kill_margin=2.0)
+    body = create_body(params, name="n", labels={"l": "v"}, kill_margin=2.0,
+                       policy=PolicyConfig(capabilities=("NET_BIND_SERVICE",)))
     assert body["command"] == ["sh", "-c", "echo a b"] and body["entrypoint"] == ["/bin/env"]
     assert body["env"] == {"A": "1", "B": "x=y"}
     assert body["resource_limits"] == {"memory": {"limit": 64 << 20, "swap": -1},
@@ -307,9 +316,18 @@ def test_create_body_maps_every_param() -> None:
     assert body["timeout"] == 5  # ceil(2.5 + 2.0)
     assert body["netns"] == {"nsmode": "container", "value": "abc"}
     assert body["mounts"] == [
-        {"type": "bind", "source": "/src", "destination": "/dst", "options": ["Z", "rshared"]},
-        {"type": "bind", "source": "/h", "destination": "/c", "options": ["ro"]}]
+        {"type": "bind", "source": "/src", "destination": "/dst",
+         "options": ["Z", "rshared", "nosuid", "nodev"]},
+        {"type": "bind", "source": "/h", "destination": "/c", "options": ["ro", "nosuid", "nodev"]}]
     assert body["volumes"] == [{"Name": "data", "Dest": "/vol", "Options": ["size=10m"]}]
     assert body["portmappings"] == [{"host_ip": "127.0.0.1", "host_port": 8080,
                                      "container_port": 80, "protocol": "udp"}]
     assert body["work_dir"] == "/w" and body["labels"] == {"l": "v"} and body["name"] == "n"
+    # what the container gets of the host: the policy's capabilities only, its own userns
+    assert body["no_new_privileges"] is True and body["userns"] == {"nsmode": "auto"}
+    assert body["idmappings"] == {"AutoUserNs": True, "AutoUserNsOpts": {"Size": 65536}}
+    assert body["cap_drop"] == ["ALL"] and body["cap_add"] == ["NET_BIND_SERVICE"]
+    host = create_body(params, name="n", labels={}, kill_margin=2.0,
+                       policy=PolicyConfig(userns="host"))
+    assert "userns" not in host and "idmappings" not in host and "cap_add" not in host
+    assert host["cap_drop"] == ["ALL"]

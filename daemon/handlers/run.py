@@ -44,7 +44,8 @@ class Runner:
                                   params.auto_remove, ctx.peer_uid)
         # Checked before anything exists in Podman: a bad param creates nothing.
         self.body = create_body(params, name=self.name, labels=labels,
-                                kill_margin=ctx.config.podman_kill_margin)
+                                kill_margin=ctx.config.podman_kill_margin,
+                                policy=ctx.config.policy)
         if params.detach:
             self.body["remove"] = params.auto_remove  # Podman removes it on exit by itself
         self.cid: str | None = None

@@ -11,17 +11,19 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from podman_rpc.daemon.confine import confinement, harden_options
+from podman_rpc.daemon.policy_rules import MOUNT_OPTIONS
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import InvalidParams
+
+if TYPE_CHECKING:
+    from podman_rpc.daemon.policy import PolicyConfig
 
 CPU_PERIOD = 100_000  # microseconds, Podman's default CFS period
 _SIZE = re.compile(r"^(\d+)([bkmg]?)b?$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-_RELABEL = {"z", "Z"}
-_PROPAGATION = {"shared", "rshared", "private", "rprivate", "slave", "rslave",
-                "unbindable", "runbindable"}
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _NS_MODES = {"none", "host", "bridge", "private", "slirp4netns", "pasta"}
 
@@ -59,9 +61,9 @@ def _mount(source: str, target: str, options: list[str], field: str,
         raise InvalidParams(field, f"source and target are required: {entry!r}")
     if not target.startswith("/"):
         raise InvalidParams(field, f"target must be an absolute path: {entry!r}")
-    if source.startswith("/"):
+    if source.startswith("/"):  # a host path: never setuid files or device nodes from it
         return "mounts", {"type": "bind", "source": source, "destination": target,
-                          "options": options}
+                          "options": harden_options(options)}
     if not _VOLUME_NAME.match(source):
         raise InvalidParams(field, f"source must be an absolute path or a volume name: {entry!r}")
     return "volumes", {"Name": source, "Dest": target, "Options": options}
@@ -74,7 +76,7 @@ def parse_mount(entry: str, field: str = "mounts") -> tuple[str, dict[str, Any]]
         raise InvalidParams(field, f"expected source:target[:options], got {entry!r}")
     options: list[str] = []
     for option in filter(None, (parts[2].split(",") if len(parts) == 3 else [])):
-        if option in _RELABEL or option in _PROPAGATION or option in {"ro", "rw"}:
+        if option in MOUNT_OPTIONS:
             options.append(option)
         elif option.startswith("size="):
             parse_size(option[5:], field)
@@ -90,7 +92,7 @@ def parse_mount(entry: str, field: str = "mounts") -> tuple[str, dict[str, Any]]
 
 
 def parse_volume(entry: str) -> tuple[str, dict[str, Any]]:
-    """ "HOST:CONTAINER[:OPTS]" (docker -v); OPTS is passed to Podman as given."""
+    """ "HOST:CONTAINER[:OPTS]" (docker -v); the policy judges OPTS (rule mount_option)."""
     parts = entry.split(":")
     if len(parts) not in (2, 3):
         raise InvalidParams("volumes", f"expected HOST:CONTAINER[:OPTS], got {entry!r}")
@@ -148,9 +150,12 @@ def podman_timeout(seconds: float, margin: float) -> int:
     return max(1, math.ceil(seconds + margin))
 
 
-def create_body(params: m.Run, *, name: str, labels: dict[str, str],
-                kill_margin: float) -> dict[str, Any]:
-    """The complete create body; raises InvalidParams before anything is created."""
+def create_body(params: m.Run, *, name: str, labels: dict[str, str], kill_margin: float,
+                policy: PolicyConfig) -> dict[str, Any]:
+    """The complete create body; raises InvalidParams before anything is created.
+
+    ``policy`` decides what the container gets of the host (``daemon.confine``).
+    """
     body: dict[str, Any] = {
         "image": params.image,
         "name": name,
@@ -168,6 +173,7 @@ def create_body(params: m.Run, *, name: str, labels: dict[str, str],
         "volumes": [],
         "portmappings": [parse_port(p) for p in params.ports],
         **network(params.network_mode),
+        **confinement(policy),
     }
     swap = body["resource_limits"]["memory"]["swap"]
     if swap != -1 and swap < body["resource_limits"]["memory"]["limit"]:
