@@ -41,8 +41,8 @@ HARMLESS_FIELDS = frozenset({
 # Fields the rules below judge.
 JUDGED_FIELDS = frozenset({
     "privileged", "cap_add", "cap_drop", "no_new_privileges", "idmappings", "devices", "netns",
-    "pidns", "ipcns", "userns", "utsns", "cgroupns", "mounts", "volumes", "portmappings", "publish_image_ports", "networks",
-    "cni_networks", "resource_limits", "log_configuration",
+    "pidns", "ipcns", "userns", "utsns", "cgroupns", "mounts", "volumes", "portmappings",
+    "publish_image_ports", "networks", "cni_networks", "resource_limits", "log_configuration",
 })
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?\s*$", re.IGNORECASE)
 

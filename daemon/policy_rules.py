@@ -207,7 +207,7 @@ def check_mounts(body: Mapping[str, Any], policy: PolicyConfig) -> None:
         volume = fold(volume, "volumes") if isinstance(volume, Mapping) else {"name": volume}
         name = volume.get("name")
         host_path = isinstance(name, str) and name.startswith("/")
-        if host_path:
+        if isinstance(name, str) and host_path:
             _check_host_path(name, policy)
         elif not policy.allow_named_volumes:
             raise deny("volume", "named volumes are not allowed")

@@ -26,8 +26,10 @@ if [ "${#need[@]}" -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# Subordinate ids for user namespaces (daemon/subids.sh, from the security work):
-[ -f daemon/subids.sh ] && bash daemon/subids.sh
+# Each container's root is an unprivileged host id from the containers range
+# (policy userns = "auto"): /etc/subuid and /etc/subgid must hold it.
+say "checking the subordinate id range for user namespaces"
+as_root bash daemon/subids.sh
 
 VENV="${PODMAN_RPC_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
