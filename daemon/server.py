@@ -134,6 +134,7 @@ class Server:
             log.warning("second signal: exiting now", signal=sig.name)
             hard_exit(1)
         bound = self.config.drain_grace + SHUTDOWN_MARGIN
+        log.info("signal received: shutting down", signal=sig.name, bound_s=bound)
         self._stop_deadline = asyncio.get_running_loop().time() + bound - 1.0
         # A thread, not the loop: it fires even if the loop is stuck.
         self._exit_timer = threading.Timer(bound, self._overran)
@@ -258,6 +259,8 @@ class Server:
             self._version_task.cancel()
         if state is not None:
             state.draining = True
+            log.info("draining", in_flight=state.in_flight(), grace_s=self.config.drain_grace,
+                     connections=len(state.connections))
         if self._server is not None:
             self._server.close()
         if state is not None:

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import select
-import socket
-import struct
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -29,6 +25,7 @@ from podman_rpc.daemon.dispatch import (
     refuse,
     reject,
 )
+from podman_rpc.daemon.peer import HANGUP_CHECK_SECONDS, Peer, peer_credentials, peer_hung_up
 from podman_rpc.protocol.envelope import (
     BadRequest,
     Request,
@@ -56,37 +53,6 @@ CANCEL_METHOD = "$/cancelRequest"
 REFUSAL_LINGER_SECONDS = 2.0
 MAX_LINGERING = 64  # beyond this many at once, refused peers are closed at once
 CORK_BYTES = 64 << 10  # corked replies are flushed at this size, so flow control still sees them
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """The connecting process, from SO_PEERCRED."""
-
-    pid: int
-    uid: int
-    gid: int
-
-
-def peer_credentials(sock: socket.socket | None) -> Peer | None:
-    if sock is None or sock.family != socket.AF_UNIX:
-        return None
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError:
-        return None
-    return Peer(*struct.unpack("3i", raw))
-
-
-def peer_hung_up(sock: Any) -> bool:
-    """True once the peer closed both directions (POLLHUP), not merely its writing half."""
-    if sock is None:
-        return False
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLOUT)
-    return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
-
-
-HANGUP_CHECK_SECONDS = 0.5
 
 
 def _id_key(request_id: Any) -> tuple[str, Any]:
@@ -214,6 +180,8 @@ class Connection(asyncio.Protocol):
         lines = self.decoder.feed(data)
         self._backlog.extend(lines)
         self._start_backlog()
+        # The same partial line going on keeps its clock, which runs from its first byte:
+        # a client sending one byte a second must not hold a buffer forever.
         if lines or self._partial_timer is None:  # a new partial line, or none: (re)start
             self._arm_partial_timer()
             self.partial_since = asyncio.get_running_loop().time()
@@ -221,8 +189,6 @@ class Connection(asyncio.Protocol):
         if buffered != self.partial_bytes:
             delta, self.partial_bytes = buffered - self.partial_bytes, buffered
             self.state.partial_bytes_changed(delta)
-        # else the same partial line goes on: its clock runs from its first byte (a client
-        # sending one byte a second must not hold a buffer forever)
 
     def _start_backlog(self) -> None:
         """Start queued lines while the in-flight count and write buffer allow it.

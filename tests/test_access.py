@@ -22,7 +22,7 @@ from podman_rpc.daemon.access import (
     access_from_mapping,
     peer_groups,
 )
-from podman_rpc.daemon.transport import Peer
+from podman_rpc.daemon.peer import Peer
 from podman_rpc.protocol.errors import PolicyDenied
 from podman_rpc.protocol.registry import METHODS
 from tests.rig.peer import as_peer, request

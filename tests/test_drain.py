@@ -137,4 +137,6 @@ def test_sigterm_removes_own_detached_containers(make_daemon: Callable[..., Daem
         assert state_of(name) == "running"
     assert daemon.terminate() == 0
     assert state_of(name) is None, daemon.log()
-    assert "final reap pass" in daemon.log()
+    log = daemon.log()
+    assert "final reap pass" in log
+    assert "signal received: shutting down" in log and '"event":"draining"' in log

@@ -222,3 +222,38 @@ def test_idle_exit_called_off_when_work_arrives_keeps_serving(tmp_path: Path,
     exited, old, new = uvloop.run(scenario())
     assert not exited
     assert b'"Pong"' in old and b'"Pong"' in new  # type: ignore[operator]
+
+
+def test_the_readme_recipe_survives_idle_exit(rig_dir: Path,
+                                              podman_service: PodmanService) -> None:
+    """systemd/README.md's shell recipe (systemd-socket-activate in a loop) answers again
+    after each idle exit, from a new daemon each time; without the loop the second call
+    found the socket file with nobody listening (Connection refused)."""
+    directory = rig_dir / f"recipe{next(_counter)}"
+    directory.mkdir()
+    path = directory / "rpc.sock"
+    daemon = " ".join(serve_command(directory, podman_service.socket_path,
+                                    ["--idle-timeout", "1"]))
+    recipe = f"while :; do systemd-socket-activate -l {path} -- {daemon}; done"
+    loop = subprocess.Popen(["sh", "-c", recipe], env=daemon_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(path.exists, 10)
+        instances = []
+        for _ in range(3):
+            assert wait_for(lambda: _answers(path), 20)
+            instances.append(ask(path, "status")["instance_id"])  # type: ignore[index]
+            pid = int(instances[-1].split(".")[0])
+            assert wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists(), 20)  # idle exit
+        assert len(set(instances)) == 3
+    finally:
+        os.killpg(loop.pid, 15)
+        loop.wait(20)
+
+
+def _answers(path: Path) -> bool:
+    try:
+        ask(path, "ping")
+        return True
+    except OSError:
+        return False
