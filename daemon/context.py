@@ -17,6 +17,7 @@ from podman_rpc.daemon.access import AccessControl, OpenAccess
 from podman_rpc.daemon.config import Config
 from podman_rpc.daemon.lanes import LaneLimiter
 from podman_rpc.daemon.podman_pool import PodmanPool
+from podman_rpc.daemon.unfinished import PartialBudget
 from podman_rpc.protocol.envelope import PROTOCOL_VERSION
 from podman_rpc.protocol.errors import Overloaded, RpcError, ShuttingDown
 from podman_rpc.protocol.registry import Lane, MethodSpec, Role
@@ -80,7 +81,7 @@ class DaemonState:
         self.lane_stats = {name: lane.stats for name, lane in self.lanes.items()}  # live views
         self.counters = Counters()
         self.connections: set[Connection] = set()
-        self.partial_bytes = 0  # of unfinished lines over all connections
+        self.partial_budget = PartialBudget(config.max_partial_bytes_total)
         self.status_view = self._status_view()
         self.active_containers: set[str] = set()
         self.background: set[asyncio.Task[Any]] = set()
@@ -140,21 +141,6 @@ class DaemonState:
     def connection_closed(self, connection: Connection) -> None:
         self.connections.discard(connection)
         self.status_view["connections"] = len(self.connections)
-
-    def partial_bytes_changed(self, delta: int) -> None:
-        """Keep the daemon-wide total of unfinished lines within ``max_partial_bytes_total``:
-        past it, the connection whose partial line is oldest is closed (slow-loris memory)."""
-        self.partial_bytes += delta
-        while self.partial_bytes > self.config.max_partial_bytes_total:
-            holding = [c for c in self.connections if c.partial_bytes and not c.closed]
-            if not holding:
-                return
-            oldest = min(holding, key=lambda c: c.partial_since)
-            oldest.drop_partial("partial line budget", "Incomplete line dropped: the daemon's "
-                                "budget for unfinished lines is spent")
-            oldest.closed = True  # counted out at once, not when the loop closes it
-            self.partial_bytes -= oldest.partial_bytes
-            oldest.partial_bytes = 0
 
     def container_reaped(self) -> None:
         self.status_view["containers_reaped"] += 1

@@ -52,6 +52,20 @@ CANCEL_DISCONNECT = "client disconnected"
 CANCEL_SHUTDOWN = "daemon shutting down"
 
 
+def cancel_calls(entries: list[tuple[asyncio.Task[Any], CallContext]],
+                 reason: str) -> list[asyncio.Task[Any]]:
+    """Cancel these calls; the first reason given sticks (a client's cancel stays one).
+
+    The reason decides the reply (``Dispatcher.run``): RequestCancelled, ShuttingDown,
+    or none for a client that went away.
+    """
+    for task, ctx in entries:
+        if ctx.cancel_reason is None:
+            ctx.cancel_reason = reason
+        task.cancel()
+    return [task for task, _ in entries]
+
+
 class Dispatcher:
     """Turns a Request into its reply, under the method's lane and deadline."""
 
@@ -196,5 +210,5 @@ def refuse(item: BadRequest, connection: Connection | None) -> dict[str, Any] | 
     return None if item.silent else error_reply(item.id, item.error)
 
 
-__all__ = ["Dispatcher", "LocalCall", "reject", "refuse", "CANCEL_CLIENT", "CANCEL_DISCONNECT",
-           "CANCEL_SHUTDOWN"]
+__all__ = ["Dispatcher", "LocalCall", "cancel_calls", "reject", "refuse", "CANCEL_CLIENT",
+           "CANCEL_DISCONNECT", "CANCEL_SHUTDOWN"]

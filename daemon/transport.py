@@ -17,15 +17,18 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 import structlog
 
+from podman_rpc.daemon import lingering
 from podman_rpc.daemon.dispatch import (
     CANCEL_CLIENT,
     CANCEL_DISCONNECT,
     CANCEL_SHUTDOWN,
     Dispatcher,
+    cancel_calls,
     refuse,
     reject,
 )
 from podman_rpc.daemon.peer import HANGUP_CHECK_SECONDS, Peer, peer_credentials, peer_hung_up
+from podman_rpc.daemon.unfinished import UnfinishedLine
 from podman_rpc.protocol.envelope import (
     BadRequest,
     Request,
@@ -48,10 +51,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("podman_rpc.connection")
 
 CANCEL_METHOD = "$/cancelRequest"
-# A refused peer gets its error line, then EOF; we keep reading (and discarding) for a
-# moment so a client that wrote first still reads the reason instead of a reset.
-REFUSAL_LINGER_SECONDS = 2.0
-MAX_LINGERING = 64  # beyond this many at once, refused peers are closed at once
 CORK_BYTES = 64 << 10  # corked replies are flushed at this size, so flow control still sees them
 
 
@@ -59,20 +58,9 @@ def _id_key(request_id: Any) -> tuple[str, Any]:
     return (type(request_id).__name__ if not isinstance(request_id, float) else "int", request_id)
 
 
-def _cancel_entries(entries: list[tuple[asyncio.Task[Any], CallContext]],
-                    reason: str) -> list[asyncio.Task[Any]]:
-    """Cancel these requests; the first reason given sticks (a client's cancel stays one)."""
-    for task, ctx in entries:
-        if ctx.cancel_reason is None:
-            ctx.cancel_reason = reason
-        task.cancel()
-    return [task for task, _ in entries]
-
-
 class Connection(asyncio.Protocol):
     """The asyncio protocol for one accepted unix-socket connection."""
 
-    _lingering = 0  # refused connections waiting for their peer's EOF (all connections)
 
     def __init__(self, state: DaemonState, dispatcher: Dispatcher) -> None:
         self.state = state
@@ -89,9 +77,8 @@ class Connection(asyncio.Protocol):
         self.in_flight_count = 0
         self._reading_paused = False
         self._writing_paused = False
-        self._partial_timer: asyncio.TimerHandle | None = None
-        self.partial_bytes = 0  # of an unfinished line, counted in the daemon-wide budget
-        self.partial_since = 0.0  # loop time of that line's first byte
+        self.unfinished = UnfinishedLine(state.config.partial_line_timeout,
+                                         state.partial_budget, self.drop_partial)
         self._write_timer: asyncio.TimerHandle | None = None
         self.closed = False
         self._eof = False
@@ -118,33 +105,25 @@ class Connection(asyncio.Protocol):
         self.state.on_activity()
 
     def _refuse(self, transport: asyncio.Transport) -> None:
-        if Connection._lingering >= MAX_LINGERING or not transport.can_write_eof():
-            transport.close()
-            return
-        Connection._lingering += 1
-        self._lingers = True
-        transport.write_eof()
-        self._hangup_timer = asyncio.get_running_loop().call_later(
-            REFUSAL_LINGER_SECONDS, transport.close)
+        self._hangup_timer = lingering.start(transport)
+        self._lingers = self._hangup_timer is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._lingers:
-            Connection._lingering -= 1
+            lingering.end()
             self._lingers = False
         self.closed = True
         self.state.connection_closed(self)
-        for timer in (self._partial_timer, self._write_timer, self._hangup_timer):
+        for timer in (self._write_timer, self._hangup_timer):
             if timer is not None:
                 timer.cancel()
+        self.unfinished.release()
         self.shutdown(CANCEL_DISCONNECT)
-        if self.partial_bytes:
-            self.state.partial_bytes_changed(-self.partial_bytes)
-            self.partial_bytes = 0
         self.state.on_activity()
 
     def shutdown(self, reason: str) -> list[asyncio.Task[Any]]:
         """Cancel every request in flight for ``reason`` (disconnect, shutdown); their tasks."""
-        return _cancel_entries([e for entries in self.in_flight.values() for e in entries],
+        return cancel_calls([e for entries in self.in_flight.values() for e in entries],
                                reason)
 
     def eof_received(self) -> bool:
@@ -180,15 +159,7 @@ class Connection(asyncio.Protocol):
         lines = self.decoder.feed(data)
         self._backlog.extend(lines)
         self._start_backlog()
-        # The same partial line going on keeps its clock, which runs from its first byte:
-        # a client sending one byte a second must not hold a buffer forever.
-        if lines or self._partial_timer is None:  # a new partial line, or none: (re)start
-            self._arm_partial_timer()
-            self.partial_since = asyncio.get_running_loop().time()
-        buffered = self.decoder.buffered
-        if buffered != self.partial_bytes:
-            delta, self.partial_bytes = buffered - self.partial_bytes, buffered
-            self.state.partial_bytes_changed(delta)
+        self.unfinished.after_read(bool(lines), self.decoder.buffered, self._watch_partial())
 
     def _start_backlog(self) -> None:
         """Start queued lines while the in-flight count and write buffer allow it.
@@ -236,22 +207,14 @@ class Connection(asyncio.Protocol):
         if self._eof and self.in_flight_count == 0 and not self._backlog:
             self.close()  # half-closed, and the last queued lines needed no task
 
-    def _arm_partial_timer(self) -> None:
-        """Give the partial line now buffered, if any, ``partial_line_timeout`` to complete."""
-        if self._partial_timer is not None:
-            self._partial_timer.cancel()
-            self._partial_timer = None
-        if self.decoder.has_partial and not self.closed and not self._reading_paused:
-            self._partial_timer = asyncio.get_running_loop().call_later(
-                self.config.partial_line_timeout, self._partial_line_expired)
-
-    def _partial_line_expired(self) -> None:
-        self.drop_partial("partial line timeout", "Incomplete line timed out")
+    def _watch_partial(self) -> bool:
+        """Whether the client's unfinished line is on the clock: not while we stopped reading."""
+        return self.decoder.has_partial and not self.closed and not self._reading_paused
 
     def drop_partial(self, reason: str, message: str) -> None:
         """Close a connection over its unfinished line, with an error line first."""
         log.info("closing stalled connection", reason=reason,
-                 uid=self.peer.uid if self.peer else None, buffered=self.partial_bytes)
+                 uid=self.peer.uid if self.peer else None, buffered=self.unfinished.bytes)
         self.send(error_reply(None, InvalidRequest(message)))
         self.close()
 
@@ -365,7 +328,7 @@ class Connection(asyncio.Protocol):
             reply = None if request.notification else error_reply(
                 request.id, InvalidParams("id", "expected the id of a request in flight"))
         else:
-            found = _cancel_entries(self.in_flight.get(_id_key(target), []), CANCEL_CLIENT)
+            found = cancel_calls(self.in_flight.get(_id_key(target), []), CANCEL_CLIENT)
             reply = None if request.notification else result_reply(
                 request.id, {"cancelled": len(found)})
         if send and reply is not None:
@@ -419,9 +382,7 @@ class Connection(asyncio.Protocol):
         if not self._reading_paused and self.transport is not None and not self.closed:
             self._reading_paused = True
             self.transport.pause_reading()
-            if self._partial_timer is not None:  # we stopped reading: not the client's stall
-                self._partial_timer.cancel()
-                self._partial_timer = None
+            self.unfinished.stop()  # we stopped reading: not the client's stall
 
     def _resume_reading(self) -> None:
         self._start_backlog()
@@ -431,7 +392,7 @@ class Connection(asyncio.Protocol):
                 and self.transport is not None):
             self._reading_paused = False
             self.transport.resume_reading()
-            self._arm_partial_timer()  # the client's stall clock runs only while we read
+            self.unfinished.restart(self._watch_partial())  # its clock runs while we read
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
