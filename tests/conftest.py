@@ -80,6 +80,21 @@ def make_daemon(rig_dir: Path, podman_service: PodmanService,
 
 
 @pytest.fixture
+def own_podman(make_daemon: Callable[..., DaemonProcess],
+               tmp_path: Path) -> Iterator[tuple[DaemonProcess, PodmanService]]:
+    """A daemon in front of a Podman service of its own, which the test may stop or kill."""
+    own = PodmanService(tmp_path)
+    own.start()
+    try:
+        daemon = make_daemon(start=False)
+        daemon.podman_socket = own.socket_path
+        daemon.start()
+        yield daemon, own
+    finally:
+        own.stop()
+
+
+@pytest.fixture
 def tag() -> Iterator[str]:
     """A fresh image name, removed after the test whatever it built under it."""
     name = f"localhost/prpc-test-{uuid.uuid4().hex[:10]}:latest"

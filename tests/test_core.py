@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 
 from tests.rig.daemon import REPO, DaemonProcess, RawConnection
-from tests.rig.podman import PodmanService, podman
+from tests.rig.podman import podman
 
 
 def test_ping_version_info(conn: RawConnection) -> None:
@@ -181,27 +181,20 @@ def test_replaces_a_stale_socket_and_exits_0_on_sigterm(make_daemon) -> None:
     assert not daemon.socket_path.exists()
 
 
-def test_podman_down_fails_fast_then_recovers(make_daemon, tmp_path: Path) -> None:
-    own = PodmanService(tmp_path)
-    own.start()
-    try:
-        daemon = make_daemon(start=False)
-        daemon.podman_socket = own.socket_path
-        daemon.start()
-        with daemon.connect() as conn:
-            assert conn.call("ping") == "Pong"
-            own.kill()
-            started = time.monotonic()
-            reply = conn.request("ping")
-            assert reply["error"]["code"] == -32010
-            assert reply["error"]["data"]["kind"] == "PodmanUnavailable"
-            assert time.monotonic() - started < 5  # fails fast, not at the deadline
-            assert conn.call("status")["podman"]["reachable"] is False
-            own.start()
-            assert conn.call("ping") == "Pong"
-            assert conn.call("status")["podman"]["reachable"] is True
-    finally:
-        own.stop()
+def test_podman_down_fails_fast_then_recovers(own_podman) -> None:
+    daemon, own = own_podman
+    with daemon.connect() as conn:
+        assert conn.call("ping") == "Pong"
+        own.kill()
+        started = time.monotonic()
+        reply = conn.request("ping")
+        assert reply["error"]["code"] == -32010
+        assert reply["error"]["data"]["kind"] == "PodmanUnavailable"
+        assert time.monotonic() - started < 5  # fails fast, not at the deadline
+        assert conn.call("status")["podman"]["reachable"] is False
+        own.start()
+        assert conn.call("ping") == "Pong"
+        assert conn.call("status")["podman"]["reachable"] is True
 
 
 def test_embedded_podman_when_none_answers(make_daemon, tmp_path: Path) -> None:

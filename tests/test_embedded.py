@@ -17,7 +17,6 @@ import pytest
 
 from podman_rpc.daemon.podman_conf import PODMAN_RLIMIT, HostFacts, containers_conf, host_facts
 from tests.rig.daemon import DaemonProcess, RawConnection
-from tests.rig.podman import PodmanService
 
 STOCK = HostFacts(unified_cgroup=True, crun=True, runc=True,
                   hard_limits={"nofile": -1, "nproc": -1}, pid_max=4194304)
@@ -84,19 +83,12 @@ def _reachable_becomes(conn: RawConnection, expected: bool, within: float = 10.0
 
 
 @pytest.mark.podman
-def test_status_says_whether_podman_answers_now(make_daemon, tmp_path: Path) -> None:
-    own = PodmanService(tmp_path)
-    own.start()
-    try:
-        daemon = make_daemon(start=False)
-        daemon.podman_socket = own.socket_path
-        daemon.start()
-        with daemon.connect() as conn:
-            assert conn.call("ping") == "Pong"
-            _reachable_becomes(conn, True)
-            own.stop()
-            _reachable_becomes(conn, False)
-            own.start()
-            _reachable_becomes(conn, True)
-    finally:
+def test_status_says_whether_podman_answers_now(own_podman) -> None:
+    daemon, own = own_podman
+    with daemon.connect() as conn:
+        assert conn.call("ping") == "Pong"
+        _reachable_becomes(conn, True)
         own.stop()
+        _reachable_becomes(conn, False)
+        own.start()
+        _reachable_becomes(conn, True)
