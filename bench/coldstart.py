@@ -79,7 +79,9 @@ def one_run(podman_socket: Path, extra: list[str]) -> tuple[float, float, float]
             env=env, stdout=log, stderr=log, cwd=REPO)
         try:
             until = time.monotonic() + 10
-            while not path.exists():
+            # "Listening on" is printed after listen(); the file exists from bind() on, and a
+            # connect between the two is refused (a CI run hit that window).
+            while b"Listening on" not in (directory / "daemon.log").read_bytes():
                 if time.monotonic() > until or activator.poll() is not None:
                     raise RuntimeError("systemd-socket-activate did not listen")
                 time.sleep(0.01)

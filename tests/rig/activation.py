@@ -75,7 +75,9 @@ class Activator:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command, env=daemon_env(env), stdout=log,
                                             stderr=log, cwd=REPO)
-        if not wait_for(lambda: all(Path(p).exists() for p in self.listen), 10):
+        # "Listening on" is logged after listen(); a socket file exists from bind() on, and
+        # a connect between the two is refused.
+        if not wait_for(lambda: self.log().count("Listening on") >= len(self.listen), 10):
             raise RuntimeError(f"systemd-socket-activate did not listen: {self.log()}")
         return self
 
