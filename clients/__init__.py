@@ -13,7 +13,17 @@ command such as ``ssh host podman-rpc bridge``. Errors are the classes of
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # type checkers see the real classes; at run time they load on first use
+    from podman_rpc._core import Progress as Progress
+    from podman_rpc._core import default_socket as default_socket
+    from podman_rpc.aio import AsyncClient as AsyncClient
+    from podman_rpc.aio import Call as Call
+    from podman_rpc.protocol import errors as errors
+    from podman_rpc.protocol.errors import ClientTimeout as ClientTimeout
+    from podman_rpc.protocol.errors import ConnectionLost as ConnectionLost
+    from podman_rpc.sync import Client as Client
 
 _LAZY = {"AsyncClient": "podman_rpc.aio", "Call": "podman_rpc.aio", "Client": "podman_rpc.sync",
          "ConnectionLost": "podman_rpc.protocol.errors",

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podman_rpc._core import (
     ConnectionLost,
@@ -94,8 +94,14 @@ class _Session:
                 await self.process.wait()
 
 
+if TYPE_CHECKING:  # the declared methods, typed (clients/_typed.pyi, generated)
+    from podman_rpc._typed import AsyncClientMethods
+else:
+    AsyncClientMethods = object
+
+
 @with_registry_methods
-class AsyncClient:
+class AsyncClient(AsyncClientMethods):
     """Asyncio client; typed methods (``await client.run(image=...)``) come from the registry.
 
     ``timeout`` (seconds, default none) bounds each wait on the client side; past it

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podman_rpc._core import (
     ConnectionLost,
@@ -94,8 +94,14 @@ class _Session:
             self.thread.join(5)
 
 
+if TYPE_CHECKING:  # the declared methods, typed (clients/_typed.pyi, generated)
+    from podman_rpc._typed import ClientMethods
+else:
+    ClientMethods = object
+
+
 @with_registry_methods
-class Client:
+class Client(ClientMethods):
     """Blocking client. Typed methods (``client.ping()``, ``client.run(image=...)``) come
     from ``protocol.registry.METHODS``; errors are ``protocol.errors`` classes.
 

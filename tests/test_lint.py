@@ -78,3 +78,16 @@ def test_the_contracts_name_every_client_module() -> None:
     protocol = set(by_name["protocol imports nothing else of the project (it does no I/O)"]
                    ["forbidden_modules"])
     assert protocol == clients | {"podman_rpc.daemon"}
+
+
+def test_the_typed_client_stubs_are_current() -> None:
+    """clients/_typed.pyi is generated from the declarations; a declaration changed without
+    ``python -m podman_rpc._stubgen`` fails here."""
+    from podman_rpc._stubgen import TARGET, render_stubs
+    from podman_rpc.protocol.registry import METHODS
+
+    assert TARGET.read_text() == render_stubs(), "stale: run python -m podman_rpc._stubgen"
+    text = TARGET.read_text()
+    for name in METHODS:
+        py = name.replace(".", "_")
+        assert f"    def {py}(" in text and f"    async def {py}(" in text

@@ -23,7 +23,8 @@ def test_the_wheel_has_one_top_level_name(tmp_path: Path) -> None:
     top = {name.split("/")[0] for name in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"podman_rpc"}
     for module in ("podman_rpc/__init__.py", "podman_rpc/sync.py", "podman_rpc/daemon/server.py",
-                   "podman_rpc/daemon/handlers/run.py", "podman_rpc/protocol/methods.py"):
+                   "podman_rpc/daemon/handlers/run.py", "podman_rpc/protocol/methods.py",
+                   "podman_rpc/_typed.pyi"):
         assert module in names
     assert any(n.startswith("podman_rpc/protocol/transcripts/") for n in names)
     assert not any(n.startswith(("podman_rpc/tests/", "podman_rpc/bench/")) for n in names)
