@@ -108,10 +108,9 @@ class Dispatcher:
             else:
                 served[name] += 1
                 if log_local:
-                    peer = connection.peer if connection is not None else None
                     log.debug("request", method=name, id=request.id, outcome="ok",
                               duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                              uid=peer.uid if peer else None, pid=peer.pid if peer else None)
+                              **_who(connection))
                 # No on_activity(): a local call starts and ends inside its connection's
                 # life, and the connection's close restarts the idle period.
                 if request.notification:
@@ -183,30 +182,30 @@ class Dispatcher:
 
     def _finish(self, ctx: CallContext, request: Request, started: float, outcome: str,
                 **extra: Any) -> None:
-        connection = ctx.connection
-        peer = connection.peer if connection is not None else None
         log.info("request", method=ctx.spec.name, id=request.id, outcome=outcome,
                  duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                 uid=peer.uid if peer else None, pid=peer.pid if peer else None, **extra)
+                 **_who(ctx.connection), **extra)
         self.state.on_activity()
+
+
+def _who(connection: Connection | None) -> dict[str, int | None]:
+    """The peer's uid and pid for a request log line (None for an in-process call)."""
+    peer = connection.peer if connection is not None else None
+    return {"uid": peer.uid if peer else None, "pid": peer.pid if peer else None}
 
 
 def reject(request: Request, error: RpcError, connection: Connection | None) -> dict[str, Any] | None:
     """The reply for a request refused before it ran (unknown method, bad params...)."""
-    peer = connection.peer if connection is not None else None
     log.info("request", method=request.method[:100], id=request.id, outcome=error.kind,
-             code=error.code, uid=peer.uid if peer else None, pid=peer.pid if peer else None)
+             code=error.code, **_who(connection))
     return None if request.notification else error_reply(request.id, error)
-
 
 
 def refuse(item: BadRequest, connection: Connection | None) -> dict[str, Any] | None:
     """The reply for a line that never became a request (not JSON, not a Request object,
     over a limit), logged like any failed request; None for a notification (``silent``)."""
-    peer = connection.peer if connection is not None else None
     log.info("request", method=None, id=item.id, outcome=item.error.kind, code=item.error.code,
-             reason=item.error.message[:200], uid=peer.uid if peer else None,
-             pid=peer.pid if peer else None)
+             reason=item.error.message[:200], **_who(connection))
     return None if item.silent else error_reply(item.id, item.error)
 
 
