@@ -207,7 +207,12 @@ def test_unfinished_lines_share_one_budget_and_the_oldest_goes_first(
     daemon = make_daemon("max_partial_bytes_total = 1048576\n")
     with daemon.connect() as first, daemon.connect() as second, daemon.connect() as third:
         first.send_bytes(b" " * 600_000)
-        assert second.call("status")["connections"] == 3  # the first's bytes have arrived
+        # A status round trip after the first's bytes were sent: the daemon has read them by
+        # its reply. The third connection may be admitted a moment after connect() returns.
+        until = time.monotonic() + 5
+        while second.call("status")["connections"] != 3:
+            assert time.monotonic() < until, "the third connection was never admitted"
+            time.sleep(0.01)
         second.send_bytes(b" " * 600_000)  # 1.2 MB unfinished in all: over the budget
         reply = first.read()
         assert reply["error"]["code"] == -32600 and "budget" in reply["error"]["message"]
