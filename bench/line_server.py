@@ -4,7 +4,7 @@ It splits lines, decodes each request with orjson, and answers every method with
 the same result (by default the JSON in ``--result-file``, so that it sends as
 many bytes as the daemon method it stands in for). No validation, no lanes, no
 logging: whatever the daemon costs beyond this is its own. It takes the daemon's
-glibc heap settings (daemon/heap.py), so that glibc's trimming, which costs the
+glibc heap settings (daemon/ops/heap.py), so that glibc's trimming, which costs the
 same page faults in both, does not decide the comparison.
 
     python -m bench.line_server --socket /tmp/line.sock [--result-file status.json]
@@ -59,7 +59,7 @@ async def serve(path: Path, result: Any) -> None:
 def main() -> None:
     import uvloop
 
-    from podman_rpc.daemon.heap import keep_freed_heap
+    from podman_rpc.daemon.ops.heap import keep_freed_heap
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--socket", type=Path, required=True)

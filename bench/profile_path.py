@@ -7,7 +7,7 @@ time, so other load on the machine matters less), then whole requests go
 through a real ``Connection`` with a fake transport (no syscalls) at log level
 info and warning. The log line goes to a temporary file, as a daemon's stderr
 would under systemd or the test rig. The process takes the daemon's heap settings
-(daemon/heap.py), as the daemon and the bench's line server do. No Podman is needed.
+(daemon/ops/heap.py), as the daemon and the bench's line server do. No Podman is needed.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ async def _abest(rounds: int, calls: int, fn: Callable[[], Awaitable[Any]]) -> f
 async def _through_connection(state: Any, dispatcher: Any, method: str, calls: int,
                               chunk: int) -> float:
     from bench.clients import request_line
-    from podman_rpc.daemon.transport import Connection
+    from podman_rpc.daemon.rpc.transport import Connection
 
     conn = Connection(state, dispatcher)
     transport = _FakeTransport()
@@ -120,10 +120,10 @@ async def measure(calls: int, rounds: int, level: str,
     import structlog
 
     from podman_rpc.daemon.config import Config
-    from podman_rpc.daemon.context import DaemonState
-    from podman_rpc.daemon.dispatch import Dispatcher
     from podman_rpc.daemon.handlers import load_handlers
-    from podman_rpc.daemon.podman_pool import PodmanPool
+    from podman_rpc.daemon.podman.pool import PodmanPool
+    from podman_rpc.daemon.rpc.context import DaemonState
+    from podman_rpc.daemon.rpc.dispatch import Dispatcher
     from podman_rpc.protocol.envelope import frame_parser, parse_frame, result_reply
     from podman_rpc.protocol.framing import encode
     from podman_rpc.protocol.registry import METHODS
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--level", default="info", help=argparse.SUPPRESS)
     parser.add_argument("--whole-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    from podman_rpc.daemon.heap import keep_freed_heap
+    from podman_rpc.daemon.ops.heap import keep_freed_heap
 
     keep_freed_heap()  # as the daemon and the line server both run: it decides their large buffers
     out = sys.stdout
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     saved_stderr = os.dup(2)
     os.dup2(log_file.fileno(), 2)  # the daemon's stderr is a file or a pipe, never a terminal
     sys.stderr = open(2, "w", buffering=1, closefd=False)
-    from podman_rpc.daemon.logs import configure_logging
+    from podman_rpc.daemon.ops.logs import configure_logging
 
     configure_logging(args.level)  # structlog caches loggers: one level per process
     try:

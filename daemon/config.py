@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from podman_rpc.daemon.access import AccessConfig, access_from_mapping
-from podman_rpc.daemon.policy import PolicyConfig, policy_from_mapping
+from podman_rpc.daemon.guard.access import AccessConfig, access_from_mapping
+from podman_rpc.daemon.guard.policy import PolicyConfig, policy_from_mapping
 from podman_rpc.protocol.registry import Lane
 
 

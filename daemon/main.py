@@ -10,8 +10,8 @@ import threading
 from collections.abc import Sequence
 
 from podman_rpc.daemon.config import load_config
-from podman_rpc.daemon.heap import keep_freed_heap
-from podman_rpc.daemon.logs import configure_logging
+from podman_rpc.daemon.ops.heap import keep_freed_heap
+from podman_rpc.daemon.ops.logs import configure_logging
 from podman_rpc.daemon.server import Server, hard_exit
 
 

@@ -2,7 +2,7 @@
 # The README's run command: on a fresh Debian 12 machine install Podman and the
 # daemon, make the examples' image, put `podman-rpc` on PATH, then run the
 # daemon in the foreground. With no Podman service answering, the daemon starts
-# (and stops) a private one, configured for this host (daemon/podman_conf.py).
+# (and stops) a private one, configured for this host (daemon/podman/conf.py).
 #   bash daemon/quickstart.sh [podman-rpc serve flags...]     as root, or with sudo in front
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,8 +56,8 @@ else
 fi
 
 say "making the examples' image localhost/busybox:latest (busybox-static; no registry needed)"
-"$VENV/bin/python" -m podman_rpc.daemon.busybox \
-  || say "carrying on without it: the run examples need it (retry: $VENV/bin/python -m podman_rpc.daemon.busybox)"
+"$VENV/bin/python" -m podman_rpc.daemon.podman.busybox \
+  || say "carrying on without it: the run examples need it (retry: $VENV/bin/python -m podman_rpc.daemon.podman.busybox)"
 
 say "starting the daemon (Ctrl-C stops it): podman-rpc serve $*"
 exec "$VENV/bin/podman-rpc" serve "$@"

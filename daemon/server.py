@@ -15,19 +15,19 @@ from typing import NoReturn
 
 import structlog
 
-from podman_rpc.daemon.access import AccessControl, socket_group
 from podman_rpc.daemon.config import Config
-from podman_rpc.daemon.confine import subid_problem
-from podman_rpc.daemon.context import DAEMON_VERSION, DaemonState
-from podman_rpc.daemon.dispatch import CANCEL_SHUTDOWN, Dispatcher
-from podman_rpc.daemon.embedded import EmbeddedPodman, podman_answers, private_dir
+from podman_rpc.daemon.guard.access import AccessControl, socket_group
+from podman_rpc.daemon.guard.confine import subid_problem
 from podman_rpc.daemon.handlers import load_handlers
-from podman_rpc.daemon.heartbeat import Heartbeat
-from podman_rpc.daemon.idle import IdleTimer, busy_reason
-from podman_rpc.daemon.podman_pool import PodmanPool
-from podman_rpc.daemon.reaper import Reaper
-from podman_rpc.daemon.systemd import Notifier, activation_socket
-from podman_rpc.daemon.transport import Connection
+from podman_rpc.daemon.ops.heartbeat import Heartbeat
+from podman_rpc.daemon.ops.idle import IdleTimer, busy_reason
+from podman_rpc.daemon.ops.reaper import Reaper
+from podman_rpc.daemon.ops.systemd import Notifier, activation_socket
+from podman_rpc.daemon.podman.embedded import EmbeddedPodman, podman_answers, private_dir
+from podman_rpc.daemon.podman.pool import PodmanPool
+from podman_rpc.daemon.rpc.context import DAEMON_VERSION, DaemonState
+from podman_rpc.daemon.rpc.dispatch import CANCEL_SHUTDOWN, Dispatcher
+from podman_rpc.daemon.rpc.transport import Connection
 
 log = structlog.get_logger("podman_rpc.server")
 PODMAN_WATCH_SECONDS = 2.0

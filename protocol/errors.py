@@ -29,7 +29,7 @@ The tree (code, ``data.kind``)::
 
 Both the daemon (raising) and the clients (re-raising what came over the wire)
 use these classes, so a code means the same thing on both ends. A Podman
-exception becomes one of them in one table only (``daemon/podman_errors.py``).
+exception becomes one of them in one table only (``daemon/podman/errors.py``).
 """
 
 from __future__ import annotations

@@ -189,7 +189,7 @@ def method(name: str, *, lane: Lane, timeout: float, result: Any, role: Role,
            timeout_is_work: bool = False):
     """Declare a method: the decorated class's annotated fields are its params.
 
-    ``role`` is the weakest role that may call it (``daemon.access`` enforces it).
+    ``role`` is the weakest role that may call it (``daemon.guard.access`` enforces it).
     """
 
     def register(cls: type[Params]) -> type[Params]:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from podman_rpc.daemon.access import (
+from podman_rpc.daemon.guard.access import (
     ADMIN,
     READ,
     RUN,
@@ -22,7 +22,7 @@ from podman_rpc.daemon.access import (
     access_from_mapping,
     peer_groups,
 )
-from podman_rpc.daemon.peer import Peer
+from podman_rpc.daemon.rpc.peer import Peer
 from podman_rpc.protocol.errors import PolicyDenied
 from podman_rpc.protocol.registry import METHODS
 from tests.rig.peer import as_peer, request

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from podman_rpc.daemon.build_policy import (
+from podman_rpc.daemon.guard.build_policy import (
     BuildSource,
     build_namespace,
     check_dockerfile,
     resolve_source,
 )
+from podman_rpc.daemon.guard.policy import PolicyConfig, policy_from_mapping
 from podman_rpc.daemon.handlers.build_context import ContextTar, Reader, Stopped
 from podman_rpc.daemon.handlers.build_leftovers import remove_interrupted_uploads
-from podman_rpc.daemon.policy import PolicyConfig, policy_from_mapping
 from podman_rpc.protocol.errors import InvalidParams, PolicyDenied
 
 

@@ -240,7 +240,7 @@ def _pids_with_arg(arg: str, parent: int | None = None) -> list[int]:
 
 
 def _answers(path: Path) -> bool:
-    from podman_rpc.daemon.embedded import podman_answers
+    from podman_rpc.daemon.podman.embedded import podman_answers
 
     return podman_answers(path)
 

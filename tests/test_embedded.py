@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from podman_rpc.daemon.podman_conf import PODMAN_RLIMIT, HostFacts, containers_conf, host_facts
+from podman_rpc.daemon.podman.conf import PODMAN_RLIMIT, HostFacts, containers_conf, host_facts
 from tests.rig.daemon import DaemonProcess, RawConnection
 
 STOCK = HostFacts(unified_cgroup=True, crun=True, runc=True,

@@ -15,14 +15,14 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from podman_rpc.daemon import transport as transport_module
-from podman_rpc.daemon.access import OpenAccess
 from podman_rpc.daemon.config import Config
-from podman_rpc.daemon.context import DaemonState
-from podman_rpc.daemon.dispatch import Dispatcher
+from podman_rpc.daemon.guard.access import OpenAccess
 from podman_rpc.daemon.handlers import implements, load_handlers
-from podman_rpc.daemon.podman_pool import PodmanPool
-from podman_rpc.daemon.transport import Connection
+from podman_rpc.daemon.podman.pool import PodmanPool
+from podman_rpc.daemon.rpc import transport as transport_module
+from podman_rpc.daemon.rpc.context import DaemonState
+from podman_rpc.daemon.rpc.dispatch import Dispatcher
+from podman_rpc.daemon.rpc.transport import Connection
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.envelope import Request, frame_parser, parse_frame
 from podman_rpc.protocol.errors import PolicyDenied

@@ -1,7 +1,7 @@
 """Property tests of the protocol layer: whatever bytes arrive, each frame gets one reply.
 
 Pure parts (LineDecoder, parse_frame, every method's ``validate``) are fuzzed
-directly. The whole per-connection pipeline (daemon.transport.Connection with
+directly. The whole per-connection pipeline (daemon.rpc.transport.Connection with
 the real Dispatcher) is fuzzed in-process over a recording transport, with
 trivial handlers: this tests framing and replies, not Podman, which the
 live-daemon fuzz test (test_fuzz_daemon.py) covers.
@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from podman_rpc.daemon.config import Config
-from podman_rpc.daemon.context import DaemonState
-from podman_rpc.daemon.dispatch import Dispatcher
-from podman_rpc.daemon.podman_pool import PodmanPool
-from podman_rpc.daemon.transport import Connection
+from podman_rpc.daemon.podman.pool import PodmanPool
+from podman_rpc.daemon.rpc.context import DaemonState
+from podman_rpc.daemon.rpc.dispatch import Dispatcher
+from podman_rpc.daemon.rpc.transport import Connection
 from podman_rpc.protocol.envelope import BadRequest, Request, error_reply, frame_items, parse_frame
 from podman_rpc.protocol.errors import ERRORS_BY_CODE, InvalidParams
 from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, encode

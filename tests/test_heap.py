@@ -1,4 +1,4 @@
-"""The daemon keeps freed heap (daemon/heap.py): bursts of replies do not fault pages in again.
+"""The daemon keeps freed heap (daemon/ops/heap.py): bursts of replies do not fault pages in again.
 
 Counted, not timed: minor page faults of a real daemon process over bursts of
 pipelined ``status`` requests. With glibc's default trimming the same burst cost
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.clients import pipelined_throughput
-from podman_rpc.daemon.heap import keep_freed_heap
+from podman_rpc.daemon.ops.heap import keep_freed_heap
 from tests.rig.daemon import DaemonProcess
 
 pytestmark = pytest.mark.podman

@@ -6,11 +6,11 @@ import asyncio
 import time
 from types import SimpleNamespace
 
-from podman_rpc.daemon.heartbeat import Heartbeat, summary
+from podman_rpc.daemon.ops.heartbeat import Heartbeat, summary
 
 
 class RecordingNotifier:
-    """Stands in for daemon.systemd.Notifier; records when each datagram was sent."""
+    """Stands in for daemon.ops.systemd.Notifier; records when each datagram was sent."""
 
     enabled = True
     watchdog_interval = 0.05

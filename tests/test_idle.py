@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from podman_rpc.daemon.idle import IdleTimer, busy_reason
+from podman_rpc.daemon.ops.idle import IdleTimer, busy_reason
 
 
 def fake_state(**busy: object) -> SimpleNamespace:

@@ -34,7 +34,7 @@ def test_one_version_source() -> None:
     """The package metadata, status and rpc.discover all read protocol/version.py."""
     from importlib.metadata import version
 
-    from podman_rpc.daemon.context import DAEMON_VERSION
+    from podman_rpc.daemon.rpc.context import DAEMON_VERSION
     from podman_rpc.protocol.registry import openrpc_document
     from podman_rpc.protocol.version import VERSION
 

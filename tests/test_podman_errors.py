@@ -10,7 +10,7 @@ import pytest
 import requests
 from podman import errors as podman_errors
 
-from podman_rpc.daemon.podman_errors import map_podman_errors, translate
+from podman_rpc.daemon.podman.errors import map_podman_errors, translate
 from podman_rpc.protocol import errors
 
 

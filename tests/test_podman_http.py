@@ -1,4 +1,4 @@
-"""daemon.podman_http against the real Podman service: replies, keep-alive, failures."""
+"""daemon.podman.http against the real Podman service: replies, keep-alive, failures."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from podman_rpc.daemon.podman_http import API_PREFIX, PodmanHTTP
+from podman_rpc.daemon.podman.http import API_PREFIX, PodmanHTTP
 from podman_rpc.protocol.errors import PodmanUnavailable
 from tests.rig.podman import PodmanService
 

@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 
 from podman_rpc.daemon.config import load_config
-from podman_rpc.daemon.policy import PolicyConfig, check_run_spec, parse_size, policy_from_mapping
+from podman_rpc.daemon.guard.policy import (
+    PolicyConfig,
+    check_run_spec,
+    parse_size,
+    policy_from_mapping,
+)
 from podman_rpc.protocol.errors import PolicyDenied
 
 SAFE: dict[str, Any] = {

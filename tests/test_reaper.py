@@ -15,9 +15,16 @@ from typing import Any
 
 import pytest
 
-from podman_rpc.daemon.context import process_start_ticks
-from podman_rpc.daemon.labels import AUTO_REMOVE, DEADLINE, INSTANCE, OWNER, OWNER_VALUE, REQUEST
-from podman_rpc.daemon.reaper import DEADLINE_GRACE, verdict
+from podman_rpc.daemon.ops.reaper import DEADLINE_GRACE, verdict
+from podman_rpc.daemon.podman.labels import (
+    AUTO_REMOVE,
+    DEADLINE,
+    INSTANCE,
+    OWNER,
+    OWNER_VALUE,
+    REQUEST,
+)
+from podman_rpc.daemon.rpc.context import process_start_ticks
 from tests.rig.daemon import DaemonProcess
 from tests.rig.podman import BUSYBOX_IMAGE, podman
 

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from podman_rpc.daemon.handlers.run import format_seconds
-from podman_rpc.daemon.labels import AUTO_REMOVE, DEADLINE, INSTANCE, OWNER, OWNER_VALUE, REQUEST
+from podman_rpc.daemon.podman.labels import (
+    AUTO_REMOVE,
+    DEADLINE,
+    INSTANCE,
+    OWNER,
+    OWNER_VALUE,
+    REQUEST,
+)
 from tests.rig.daemon import RawConnection
 from tests.rig.podman import BUSYBOX_IMAGE, podman
 
@@ -297,8 +304,8 @@ def test_podman_error_half_way_leaves_nothing(conn: RawConnection) -> None:
 
 def test_create_body_maps_every_param() -> None:
     """The libpod body as Podman will read it (pure: the live tests above check Podman's view)."""
+    from podman_rpc.daemon.guard.policy import PolicyConfig
     from podman_rpc.daemon.handlers.run_spec import create_body
-    from podman_rpc.daemon.policy import PolicyConfig
     from podman_rpc.protocol.methods import Run
 
     params = Run(image="img", command="sh -c 'echo a b'", entrypoint=["/bin/env"],

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from podman_rpc.daemon.systemd import Notifier, activation_socket
+from podman_rpc.daemon.ops.systemd import Notifier, activation_socket
 
 UNITS = Path(__file__).resolve().parents[1] / "systemd"
 SHIPPED_EXEC = "/usr/local/bin/podman-rpcd"

@@ -1,11 +1,11 @@
-"""The slow-client bounds of daemon/unfinished.py without sockets: one clock per line,
+"""The slow-client bounds of daemon/rpc/unfinished.py without sockets: one clock per line,
 running from its first byte, and one budget shared by every connection."""
 
 from __future__ import annotations
 
 import asyncio
 
-from podman_rpc.daemon.unfinished import PartialBudget, UnfinishedLine
+from podman_rpc.daemon.rpc.unfinished import PartialBudget, UnfinishedLine
 
 
 def test_more_bytes_do_not_extend_a_line_and_the_oldest_goes_over_budget() -> None:

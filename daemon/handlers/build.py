@@ -1,4 +1,4 @@
-"""``build`` and ``pull``: under the policy (daemon.build_policy), and stopped with their request.
+"""``build`` and ``pull``: under the policy (daemon.guard.build_policy), and stopped with their request.
 
 A build streams its context (daemon.handlers.build_context) as the chunked body
 of libpod's POST /build over a connection of its own, so the loop can end it:
@@ -32,23 +32,23 @@ from urllib.parse import urlencode
 
 import structlog
 
-from podman_rpc.daemon import labels
-from podman_rpc.daemon.access import peer_groups
-from podman_rpc.daemon.build_policy import (
+from podman_rpc.daemon.guard.access import peer_groups
+from podman_rpc.daemon.guard.build_policy import (
     build_namespace,
     check_dockerfile,
     check_pull_reference,
     resolve_source,
 )
-from podman_rpc.daemon.context import CallContext
+from podman_rpc.daemon.guard.policy_rules import deny
 from podman_rpc.daemon.handlers import implements
 from podman_rpc.daemon.handlers.build_cgroup import BuildCgroup
 from podman_rpc.daemon.handlers.build_context import ContextTar, Reader, Stopped
 from podman_rpc.daemon.handlers.build_leftovers import remove_interrupted_uploads
 from podman_rpc.daemon.handlers.owned import image_or_none, image_owner
 from podman_rpc.daemon.handlers.run_spec import parse_key_values
-from podman_rpc.daemon.podman_http import API_PREFIX
-from podman_rpc.daemon.policy_rules import deny
+from podman_rpc.daemon.podman import labels
+from podman_rpc.daemon.podman.http import API_PREFIX
+from podman_rpc.daemon.rpc.context import CallContext
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import PodmanError
 

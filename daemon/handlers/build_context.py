@@ -28,8 +28,8 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatch
 
-from podman_rpc.daemon.build_policy import MAX_DOCKERFILE_BYTES, BuildSource
-from podman_rpc.daemon.policy_rules import deny
+from podman_rpc.daemon.guard.build_policy import MAX_DOCKERFILE_BYTES, BuildSource
+from podman_rpc.daemon.guard.policy_rules import deny
 from podman_rpc.protocol.errors import InvalidParams
 
 CHUNK = 1 << 20

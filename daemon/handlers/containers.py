@@ -10,11 +10,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from podman_rpc.daemon.context import CallContext
-from podman_rpc.daemon.handlers import implements, libpod
+from podman_rpc.daemon.handlers import implements
 from podman_rpc.daemon.handlers import run as _run  # noqa: F401 - registers ``run``
 from podman_rpc.daemon.handlers.output import OutputCapture
 from podman_rpc.daemon.handlers.owned import owned_container, owner_filter
+from podman_rpc.daemon.podman import libpod
+from podman_rpc.daemon.rpc.context import CallContext
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import Timeout
 

@@ -6,10 +6,8 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from podman_rpc.daemon.context import CallContext
 from podman_rpc.daemon.handlers import implements
 from podman_rpc.daemon.handlers.containers import _iso
-from podman_rpc.daemon.handlers.libpod import container_inspect
 from podman_rpc.daemon.handlers.owned import (
     image_missing,
     image_owner,
@@ -19,6 +17,8 @@ from podman_rpc.daemon.handlers.owned import (
 )
 from podman_rpc.daemon.handlers.owned import image_or_none as _image_or_none
 from podman_rpc.daemon.handlers.templates import render
+from podman_rpc.daemon.podman.libpod import container_inspect
+from podman_rpc.daemon.rpc.context import CallContext
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import PolicyDenied
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from podman_rpc.daemon.context import CallContext
-from podman_rpc.daemon.labels import OWNER_UID
+from podman_rpc.daemon.podman.labels import OWNER_UID
+from podman_rpc.daemon.rpc.context import CallContext
 from podman_rpc.protocol.errors import NotFound
 
 

@@ -14,13 +14,14 @@ import time
 import uuid
 from typing import Any
 
-from podman_rpc.daemon.context import CallContext
-from podman_rpc.daemon.handlers import implements, libpod
+from podman_rpc.daemon.guard.policy import check_run_spec
+from podman_rpc.daemon.handlers import implements
 from podman_rpc.daemon.handlers.output import OutputCapture
 from podman_rpc.daemon.handlers.owned import image_missing, visible_image
 from podman_rpc.daemon.handlers.run_spec import create_body
-from podman_rpc.daemon.labels import container_labels
-from podman_rpc.daemon.policy import check_run_spec
+from podman_rpc.daemon.podman import libpod
+from podman_rpc.daemon.podman.labels import container_labels
+from podman_rpc.daemon.rpc.context import CallContext
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import ContainerFailed, RpcError, Timeout
 

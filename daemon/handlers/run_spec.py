@@ -13,13 +13,13 @@ import re
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from podman_rpc.daemon.confine import confinement, harden_options
-from podman_rpc.daemon.policy_rules import MOUNT_OPTIONS
+from podman_rpc.daemon.guard.confine import confinement, harden_options
+from podman_rpc.daemon.guard.policy_rules import MOUNT_OPTIONS
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import InvalidParams
 
 if TYPE_CHECKING:
-    from podman_rpc.daemon.policy import PolicyConfig
+    from podman_rpc.daemon.guard.policy import PolicyConfig
 
 CPU_PERIOD = 100_000  # microseconds, Podman's default CFS period
 _SIZE = re.compile(r"^(\d+)([bkmg]?)b?$", re.IGNORECASE)
@@ -154,7 +154,7 @@ def create_body(params: m.Run, *, name: str, labels: dict[str, str], kill_margin
                 policy: PolicyConfig) -> dict[str, Any]:
     """The complete create body; raises InvalidParams before anything is created.
 
-    ``policy`` decides what the container gets of the host (``daemon.confine``).
+    ``policy`` decides what the container gets of the host (``daemon.guard.confine``).
     """
     body: dict[str, Any] = {
         "image": params.image,

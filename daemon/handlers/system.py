@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 
-from podman_rpc.daemon.context import DAEMON_VERSION, CallContext, DaemonState
 from podman_rpc.daemon.handlers import implements
 from podman_rpc.daemon.handlers.templates import render
+from podman_rpc.daemon.rpc.context import DAEMON_VERSION, CallContext, DaemonState
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.registry import openrpc_document
 

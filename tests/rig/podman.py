@@ -7,8 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from podman_rpc.daemon.busybox import BUSYBOX_IMAGE
-from podman_rpc.daemon.busybox import ensure_busybox_image as make_busybox_image
+from podman_rpc.daemon.podman.busybox import BUSYBOX_IMAGE
+from podman_rpc.daemon.podman.busybox import ensure_busybox_image as make_busybox_image
 
 RIG_DIR = Path(__file__).resolve().parent
 CONTAINERS_CONF = RIG_DIR / "containers.conf"
@@ -28,7 +28,7 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
 
 
 def ensure_busybox_image() -> str:
-    """The daemon's own busybox import (daemon/busybox.py), with the rig's configuration."""
+    """The daemon's own busybox import (daemon/podman/busybox.py), with the rig's configuration."""
     make_busybox_image(podman_env())
     return BUSYBOX_IMAGE
 
@@ -56,7 +56,7 @@ class PodmanService:
             ["podman", "system", "service", "--time=0", f"unix://{self.socket_path}"],
             env=podman_env(), stdout=log, stderr=log, start_new_session=True)
         until = time.monotonic() + wait
-        from podman_rpc.daemon.embedded import podman_answers
+        from podman_rpc.daemon.podman.embedded import podman_answers
 
         while time.monotonic() < until:
             if podman_answers(self.socket_path, 0.5):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from podman_rpc.daemon.transport import Connection
+from podman_rpc.daemon.rpc.transport import Connection
 
 
 class RecordingTransport(asyncio.Transport):

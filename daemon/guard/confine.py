@@ -18,10 +18,10 @@ import pwd
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from podman_rpc.daemon.policy_rules import FORCED_HOST_OPTIONS, deny, fold, present
+from podman_rpc.daemon.guard.policy_rules import FORCED_HOST_OPTIONS, deny, fold, present
 
 if TYPE_CHECKING:
-    from podman_rpc.daemon.policy import PolicyConfig
+    from podman_rpc.daemon.guard.policy import PolicyConfig
 
 USERNS_MODES = ("auto", "host")
 SUBID_OWNER = "containers"  # the user Podman takes --userns=auto ranges from

@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
-from podman_rpc.daemon.policy import PolicyConfig
-from podman_rpc.daemon.policy_rules import deny
+from podman_rpc.daemon.guard.policy import PolicyConfig
+from podman_rpc.daemon.guard.policy_rules import deny
 from podman_rpc.protocol.errors import InvalidParams
 
 # containers/image transports; "name:rest" with one of these names is not a registry reference.

@@ -12,9 +12,9 @@ import asyncio
 
 import structlog
 
-from podman_rpc.daemon.context import DaemonState
-from podman_rpc.daemon.idle import busy_reason
-from podman_rpc.daemon.systemd import Notifier
+from podman_rpc.daemon.ops.idle import busy_reason
+from podman_rpc.daemon.ops.systemd import Notifier
+from podman_rpc.daemon.rpc.context import DaemonState
 
 log = structlog.get_logger("podman_rpc.heartbeat")
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from podman_rpc.daemon.context import CallContext, DaemonState
 from podman_rpc.daemon.handlers import Handler, LocalHandler, is_local
+from podman_rpc.daemon.rpc.context import CallContext, DaemonState
 from podman_rpc.protocol.envelope import (
     BadRequest,
     Request,
@@ -40,7 +40,7 @@ from podman_rpc.protocol.framing import encode
 from podman_rpc.protocol.registry import METHODS, Lane, MethodSpec
 
 if TYPE_CHECKING:
-    from podman_rpc.daemon.transport import Connection
+    from podman_rpc.daemon.rpc.transport import Connection
 
 log = structlog.get_logger("podman_rpc.request")
 
@@ -88,7 +88,7 @@ class Dispatcher:
         change can show through it.
         """
         state, name, validate, no_args = self.state, spec.name, spec.validate, spec.no_args()
-        # A method every admitted peer may call needs no role check (daemon.access).
+        # A method every admitted peer may call needs no role check (daemon.guard.access).
         authorize = None if name in state.access.role_free else state.access.authorize
         served, failed, log_local = state.counters.served, state.counters.failed, self._log_local
 
@@ -129,7 +129,7 @@ class Dispatcher:
         if spec is None or spec.name not in self.handlers:
             raise MethodNotFound(f"Method not found: {request.method}",
                                  {"method": request.method[:200]})
-        self.state.access.authorize(connection, spec)  # role check (daemon.access), before params
+        self.state.access.authorize(connection, spec)  # role check (daemon.guard.access), before params
         params = spec.validate(request.params)
         lane_config = self.state.config.lane(spec.lane)
         seconds = spec.deadline(params, allowance=self.state.config.run_allowance,

@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from podman_rpc.daemon.access import AccessControl, OpenAccess
 from podman_rpc.daemon.config import Config
-from podman_rpc.daemon.lanes import LaneLimiter
-from podman_rpc.daemon.podman_pool import PodmanPool
-from podman_rpc.daemon.unfinished import PartialBudget
+from podman_rpc.daemon.guard.access import AccessControl, OpenAccess
+from podman_rpc.daemon.podman.pool import PodmanPool
+from podman_rpc.daemon.rpc.lanes import LaneLimiter
+from podman_rpc.daemon.rpc.unfinished import PartialBudget
 from podman_rpc.protocol.envelope import PROTOCOL_VERSION
 from podman_rpc.protocol.errors import Overloaded, RpcError, ShuttingDown
 from podman_rpc.protocol.registry import Lane, MethodSpec, Role
 from podman_rpc.protocol.version import VERSION
 
 if TYPE_CHECKING:
-    from podman_rpc.daemon.transport import Connection
+    from podman_rpc.daemon.rpc.transport import Connection
 
 DAEMON_VERSION = VERSION
 
@@ -86,7 +86,7 @@ class DaemonState:
         self.active_containers: set[str] = set()
         self.background: set[asyncio.Task[Any]] = set()
         self.on_activity: Callable[[], None] = lambda: None
-        # Who may connect and what each peer may call (daemon.access); without it, everyone
+        # Who may connect and what each peer may call (daemon.guard.access); without it, everyone
         # is admitted as admin.
         self.access: AccessControl | OpenAccess = access if access is not None else OpenAccess()
 

@@ -63,7 +63,7 @@ def containers_conf(facts: HostFacts) -> str | None:
             ulimits.append(f"{name}={limit}:{limit}")
     if not engine and not ulimits:
         return None
-    parts = ["# Written by podman-rpc for the Podman it starts itself (daemon/podman_conf.py)."]
+    parts = ["# Written by podman-rpc for the Podman it starts itself (daemon/podman/conf.py)."]
     if engine:
         parts += ["[engine]", *engine]
     if ulimits:
@@ -74,7 +74,7 @@ def containers_conf(facts: HostFacts) -> str | None:
 
 
 def main() -> int:
-    """``python -m podman_rpc.daemon.podman_conf``: print what this host needs (nothing if none).
+    """``python -m podman_rpc.daemon.podman.conf``: print what this host needs (nothing if none).
 
     For a host's own Podman service, save it as a drop-in, e.g.
     ``/etc/containers/containers.conf.d/podman-rpc.conf``.

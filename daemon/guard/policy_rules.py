@@ -1,4 +1,4 @@
-"""The rules of the run policy, one function per concern (see ``daemon.policy``).
+"""The rules of the run policy, one function per concern (see ``daemon.guard.policy``).
 
 Each raises PolicyDenied naming its rule; keys are compared lower-cased, as
 Podman's Go decoder matches them.
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from podman_rpc.protocol.errors import PolicyDenied
 
 if TYPE_CHECKING:
-    from podman_rpc.daemon.policy import PolicyConfig
+    from podman_rpc.daemon.guard.policy import PolicyConfig
 
 _RESOURCE_KEYS = {"memory", "cpu", "pids"}
 _MEMORY_KEYS = {"limit", "swap", "reservation", "swappiness", "kernel", "kerneltcp",
@@ -28,7 +28,7 @@ _PRIVATE_NS = {
     "ipcns": {"", "private", "default", "shareable", "none"},
     "utsns": {"", "private", "default"},
     "cgroupns": {"", "private", "default"},
-}  # userns is judged by daemon.confine.check_privileges
+}  # userns is judged by daemon.guard.confine.check_privileges
 _NS_RULE = {"pidns": "host_pid", "ipcns": "host_ipc", "utsns": "host_uts",
             "cgroupns": "host_cgroupns"}
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 import structlog
 
-from podman_rpc.daemon import lingering
-from podman_rpc.daemon.dispatch import (
+from podman_rpc.daemon.rpc import lingering
+from podman_rpc.daemon.rpc.dispatch import (
     CANCEL_CLIENT,
     CANCEL_DISCONNECT,
     CANCEL_SHUTDOWN,
@@ -27,8 +27,8 @@ from podman_rpc.daemon.dispatch import (
     refuse,
     reject,
 )
-from podman_rpc.daemon.peer import HANGUP_CHECK_SECONDS, Peer, peer_credentials, peer_hung_up
-from podman_rpc.daemon.unfinished import UnfinishedLine
+from podman_rpc.daemon.rpc.peer import HANGUP_CHECK_SECONDS, Peer, peer_credentials, peer_hung_up
+from podman_rpc.daemon.rpc.unfinished import UnfinishedLine
 from podman_rpc.protocol.envelope import (
     BadRequest,
     Request,
@@ -46,7 +46,7 @@ from podman_rpc.protocol.errors import (
 from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, embedded, encode
 
 if TYPE_CHECKING:
-    from podman_rpc.daemon.context import CallContext, DaemonState
+    from podman_rpc.daemon.rpc.context import CallContext, DaemonState
 
 log = structlog.get_logger("podman_rpc.connection")
 

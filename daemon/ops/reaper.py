@@ -1,7 +1,7 @@
 """The container reaper: removes the daemon's own containers that nobody will clean up.
 
 It only ever looks at containers carrying ``OWNER=podman-rpc`` (see
-``daemon.labels``); unlabelled containers are never listed, so never touched.
+``daemon.podman.labels``); unlabelled containers are never listed, so never touched.
 A labelled container is reaped when:
 
 * its ``DEADLINE`` label (Unix time) has passed, whichever daemon made it: the
@@ -34,8 +34,15 @@ from typing import Any
 
 import structlog
 
-from podman_rpc.daemon.context import DaemonState, instance_alive
-from podman_rpc.daemon.labels import AUTO_REMOVE, DEADLINE, INSTANCE, OWNER, OWNER_VALUE, REQUEST
+from podman_rpc.daemon.podman.labels import (
+    AUTO_REMOVE,
+    DEADLINE,
+    INSTANCE,
+    OWNER,
+    OWNER_VALUE,
+    REQUEST,
+)
+from podman_rpc.daemon.rpc.context import DaemonState, instance_alive
 from podman_rpc.protocol.errors import NotFound, RpcError
 
 log = structlog.get_logger("podman_rpc.reaper")

@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from podman_rpc.daemon.podman_errors import map_podman_errors
-from podman_rpc.daemon.podman_http import PodmanHTTP
+from podman_rpc.daemon.podman.errors import map_podman_errors
+from podman_rpc.daemon.podman.http import PodmanHTTP
 from podman_rpc.protocol.errors import PodmanUnavailable
 
 T = TypeVar("T")

@@ -4,7 +4,7 @@ Started only when the configured Podman socket does not answer and the
 ``podman`` binary exists; supervised (restarted if it dies) and stopped on exit.
 Its socket and configuration live in a directory named after this daemon's own
 socket (:func:`private_dir`), so two daemons on one host never share or replace
-each other's Podman; its ``containers.conf`` fits the host (daemon/podman_conf.py).
+each other's Podman; its ``containers.conf`` fits the host (daemon/podman/conf.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from podman_rpc.daemon.podman_conf import containers_conf, host_facts
+from podman_rpc.daemon.podman.conf import containers_conf, host_facts
 
 log = structlog.get_logger("podman_rpc.embedded")
 

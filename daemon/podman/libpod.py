@@ -2,7 +2,7 @@
 
 Used where podman-py's object layer costs round trips (``containers.get`` before
 every action) or hides a field. Failures surface as podman-py exceptions from
-``raise_for_status`` and are translated by the pool (``daemon.podman_errors``);
+``raise_for_status`` and are translated by the pool (``daemon.podman.errors``);
 the cleanup helpers instead check the status code, because "already gone" is
 success for them.
 """

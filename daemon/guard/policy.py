@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from podman_rpc.daemon.confine import USERNS_MODES, check_privileges
-from podman_rpc.daemon.policy_rules import (
+from podman_rpc.daemon.guard.confine import USERNS_MODES, check_privileges
+from podman_rpc.daemon.guard.policy_rules import (
     check_devices,
     check_image,
     check_mounts,
@@ -84,7 +84,7 @@ class PolicyConfig:
     images: tuple[str, ...] = ("*",)  # fnmatch patterns over the image reference
     allow_fields: tuple[str, ...] = ()  # extra create-body fields to let through unjudged
     protected_paths: tuple[str, ...] = ()  # more paths treated like Podman's storage
-    # builds and pulls (daemon.build_policy)
+    # builds and pulls (daemon.guard.build_policy)
     build_roots: tuple[str, ...] = ()  # where a non-admin build context may be (none: admin only)
     build_networks: tuple[str, ...] = ("none",)  # networks a build's RUN steps may use
     max_build_context_bytes: int = 1 << 30  # the context tar is cut off past this

@@ -2,7 +2,7 @@
 
 The README's examples and the tests run this image; the quickstart and the test
 rig both make it here, so a fresh machine with no registry can run them.
-``python -m podman_rpc.daemon.busybox`` makes it (and says so); nothing if it exists.
+``python -m podman_rpc.daemon.podman.busybox`` makes it (and says so); nothing if it exists.
 """
 
 from __future__ import annotations

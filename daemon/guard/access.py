@@ -25,8 +25,8 @@ from podman_rpc.protocol.errors import PolicyDenied, RpcError
 from podman_rpc.protocol.registry import METHODS, MethodSpec, Role
 
 if TYPE_CHECKING:
-    from podman_rpc.daemon.peer import Peer
-    from podman_rpc.daemon.transport import Connection
+    from podman_rpc.daemon.rpc.peer import Peer
+    from podman_rpc.daemon.rpc.transport import Connection
 
 log = structlog.get_logger("podman_rpc.access")
 

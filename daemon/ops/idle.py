@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import structlog
 
-from podman_rpc.daemon.context import DaemonState
+from podman_rpc.daemon.rpc.context import DaemonState
 
 log = structlog.get_logger("podman_rpc.idle")
 

@@ -1,0 +1,8 @@
+"""What runs beside the requests, on timers and signals.
+
+- ``reaper``: removes the daemon's containers that nobody will clean up.
+- ``idle``: exit after ``idle_timeout`` with nothing to do.
+- ``systemd`` and ``heartbeat``: socket activation, sd_notify, the watchdog.
+- ``heap``: glibc heap settings for a server that answers in bursts.
+- ``logs``: structlog setup.
+"""

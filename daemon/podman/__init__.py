@@ -1,0 +1,10 @@
+"""Everything that talks to Podman, and nothing that decides what may be asked of it.
+
+- ``pool``: ``PodmanPool``, podman-py clients on worker threads, and Podman's liveness.
+- ``http``: the event-loop HTTP client for the hot calls (``_ping``).
+- ``libpod``: every raw libpod REST call for containers and images.
+- ``errors``: the one table that turns podman-py and transport errors into protocol errors.
+- ``labels``: the labels on every container the daemon creates (the reaper trusts only these).
+- ``embedded``, ``conf``, ``busybox``: a private Podman service, its containers.conf,
+  and the local busybox image, for hosts that have none.
+"""

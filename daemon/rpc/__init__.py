@@ -1,0 +1,10 @@
+"""The connection layer: from bytes on a unix socket to a handler's reply and back.
+
+- ``transport``: the asyncio protocol, one per connection: reads, writes, flow control.
+- ``dispatch``: one request's life: role, params, lane, deadline, handler, error, log line.
+- ``context``: ``DaemonState`` (what handlers share) and ``CallContext`` (one call).
+- ``lanes``: ``LaneLimiter``, the concurrency cap and bounded queue of each lane.
+- ``unfinished``: how long and how much a client's unfinished line may hold.
+- ``peer``: who is on the other end (SO_PEERCRED) and whether it hung up.
+- ``lingering``: a refused peer gets its error line, then the close.
+"""
