@@ -15,12 +15,11 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from podman_rpc.protocol.envelope import CANCEL_METHOD, PROGRESS_METHOD
 from podman_rpc.protocol.errors import ConnectionLost, RpcError, error_from_wire
 from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, encode
 from podman_rpc.protocol.registry import METHODS, MethodSpec
 
-PROGRESS_METHOD = "$/progress"
-CANCEL_METHOD = "$/cancelRequest"
 MAX_REPLY_LINE = 256 << 20
 """Replies carry captured output (capped by the daemon at a few MiB); this only stops runaways."""
 

@@ -16,6 +16,8 @@ from podman_rpc.protocol.framing import LINE_OPTION
 
 _dumps = orjson.dumps
 PROTOCOL_VERSION = "1.0"
+CANCEL_METHOD = "$/cancelRequest"  # a client's request to cancel one of its requests by id
+PROGRESS_METHOD = "$/progress"  # the daemon's notification of a line of progress
 _MISSING = object()
 _COMMON_ID_TYPES = (int, str)  # checked by exact type first: bool is an int, but not this type
 _UNSTRUCTURED = '"params" must be an object (by name) or an array (by position)'

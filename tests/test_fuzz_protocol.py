@@ -251,10 +251,10 @@ async def _feed(chunks: list[bytes], max_in_flight: int = 64, handler: Any = _ec
             connection.data_received(chunk)
             await asyncio.sleep(0)
         for _ in range(1000):
-            if connection.in_flight_count == 0 and not connection._backlog:
+            if connection.in_flight_count == 0 and not connection.session.backlog:
                 break
             await asyncio.sleep(0)
-        assert connection.in_flight_count == 0 and not connection._backlog
+        assert connection.in_flight_count == 0 and not connection.session.backlog
     finally:
         transport.close()
         await asyncio.sleep(0)

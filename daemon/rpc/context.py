@@ -18,7 +18,7 @@ from podman_rpc.daemon.guard.access import AccessControl, OpenAccess
 from podman_rpc.daemon.podman.pool import PodmanPool
 from podman_rpc.daemon.rpc.lanes import LaneLimiter
 from podman_rpc.daemon.rpc.unfinished import PartialBudget
-from podman_rpc.protocol.envelope import PROTOCOL_VERSION
+from podman_rpc.protocol.envelope import PROGRESS_METHOD, PROTOCOL_VERSION, notification
 from podman_rpc.protocol.errors import Overloaded, RpcError, ShuttingDown
 from podman_rpc.protocol.registry import Lane, MethodSpec, Role
 from podman_rpc.protocol.version import VERSION
@@ -216,9 +216,8 @@ class CallContext:
     def progress(self, stream: str, line: Any) -> None:
         """Send a ``$/progress`` notification, if the caller asked for them."""
         if self.want_progress and self.connection is not None:
-            self.connection.send({"jsonrpc": "2.0", "method": "$/progress",
-                                  "params": {"id": self.request_id, "stream": stream,
-                                             "line": line}})
+            self.connection.send(notification(PROGRESS_METHOD, {
+                "id": self.request_id, "stream": stream, "line": line}))
 
 
 __all__ = ["CallContext", "DaemonState", "DAEMON_VERSION", "PROTOCOL_VERSION"]

@@ -1,0 +1,142 @@
+"""One connection's protocol state, with no I/O (after h11's ``_state.py``).
+
+The transport (:mod:`podman_rpc.daemon.rpc.transport`) feeds it what happened
+(bytes read, EOF, a blocked or drained write buffer, a request started or
+ended) and asks it what to do: which line to start next, whether to read, and
+whether to close. Every rule about a connection's flow lives here, once, and is
+tested without sockets (``tests/test_session.py``):
+
+- A line starts only while the connection is open or half-closed, fewer than
+  ``max_in_flight`` requests run, and the client reads its replies.
+- Lines are started in slices of at most ``slice_lines``: a client that pipelines
+  thousands of requests in one read gets a slice, then the event loop serves
+  everyone else (``status``, other connections) before the next slice.
+- Reading stops while lines wait to start, so a flood waits in the client's
+  socket buffer, not in the daemon's memory.
+- A client that half-closes (``socat`` at end of input) gets every answer, then
+  the close: :attr:`finished`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import Any, Generic, TypeVar
+
+from podman_rpc.protocol.framing import LineDecoder
+
+T = TypeVar("T")  # what the transport tracks per request in flight (its task and context)
+
+SLICE_LINES = 256
+"""Lines started per turn of the event loop; measured (``python -m bench --only local``)
+to cost nothing on the pipelined status case, where a read holds ~1,500 lines."""
+
+
+class Phase(enum.Enum):
+    OPEN = "open"  # reading and answering
+    HALF_CLOSED = "half-closed"  # the client sent EOF: answer what it sent, then close
+    CLOSED = "closed"  # refused, closing, or gone: nothing more starts
+
+
+def id_key(request_id: Any) -> tuple[str, Any]:
+    """A request id as a dict key: ``1`` and ``"1"`` differ, ``1`` and ``1.0`` do not."""
+    return (type(request_id).__name__ if not isinstance(request_id, float) else "int", request_id)
+
+
+class Session(Generic[T]):
+    """The state of one connection: framing, backlog, in-flight table, flow decisions."""
+
+    __slots__ = ("decoder", "max_in_flight", "slice_lines", "phase", "backlog", "in_flight",
+                 "running", "write_blocked", "_slice_left")
+
+    def __init__(self, max_line_bytes: int, max_in_flight: int,
+                 slice_lines: int = SLICE_LINES) -> None:
+        self.decoder = LineDecoder(max_line_bytes)
+        self.max_in_flight = max_in_flight
+        self.slice_lines = slice_lines
+        self.phase = Phase.OPEN
+        self.backlog: deque[Any] = deque()  # lines read, not yet started
+        self.in_flight: dict[tuple[str, Any], list[T]] = {}  # by request id, for cancels
+        self.running = 0  # tasks in flight (a batch is one)
+        self.write_blocked = False
+        self._slice_left = slice_lines
+
+    # --- what happened ---------------------------------------------------------------
+    def receive(self, data: bytes) -> int:
+        """Bytes read: queue the lines they finish; how many there were."""
+        if self.phase is Phase.CLOSED:
+            return 0  # a refused or closing peer: discarded unread
+        lines = self.decoder.feed(data)
+        self.backlog.extend(lines)
+        return len(lines)
+
+    def receive_eof(self) -> bool:
+        """The client half-closed; True while answers are still owed (keep the socket)."""
+        if self.phase is Phase.OPEN:
+            self.phase = Phase.HALF_CLOSED
+        return not self.finished
+
+    def close(self) -> None:
+        """Refused, closing or gone: start nothing more."""
+        self.phase = Phase.CLOSED
+        self.backlog.clear()
+
+    def started(self) -> None:
+        """A task began (a request's, or a whole batch's)."""
+        self.running += 1
+
+    def ended(self) -> None:
+        self.running -= 1
+
+    def track(self, key: tuple[str, Any], entry: T) -> None:
+        """A request in flight, made cancellable by its id."""
+        self.in_flight.setdefault(key, []).append(entry)
+
+    def untrack(self, key: tuple[str, Any], entry: T) -> None:
+        entries = self.in_flight.get(key)
+        if entries and entry in entries:
+            entries.remove(entry)
+            if not entries:
+                del self.in_flight[key]
+
+    # --- what to do ------------------------------------------------------------------
+    def new_slice(self) -> None:
+        """A new turn of the event loop: a full slice of lines may start."""
+        self._slice_left = self.slice_lines
+
+    def next_line(self) -> Any:
+        """The next line to start, or None: nothing queued, a limit reached, slice spent."""
+        if (not self.backlog or self._slice_left <= 0 or self.phase is Phase.CLOSED
+                or self.running >= self.max_in_flight or self.write_blocked):
+            return None
+        self._slice_left -= 1
+        return self.backlog.popleft()
+
+    @property
+    def slice_spent(self) -> bool:
+        """Lines wait only because this turn's slice is used up: continue on the next turn."""
+        return (bool(self.backlog) and self._slice_left <= 0 and self.phase is not Phase.CLOSED
+                and self.running < self.max_in_flight and not self.write_blocked)
+
+    @property
+    def wants_read(self) -> bool:
+        """Read more only when everything read so far has started and limits allow."""
+        return (self.phase is Phase.OPEN and not self.backlog and not self.write_blocked
+                and self.running < self.max_in_flight)
+
+    @property
+    def partial_on_clock(self) -> bool:
+        """The client owes the rest of a line: timed, unless we are the ones not reading."""
+        return self.decoder.has_partial and self.wants_read
+
+    @property
+    def finished(self) -> bool:
+        """Half-closed with nothing queued or running: close now."""
+        return self.phase is Phase.HALF_CLOSED and self.running == 0 and not self.backlog
+
+    def entries(self) -> list[T]:
+        """Every tracked request in flight (for a shutdown or a disconnect)."""
+        return [entry for entries in self.in_flight.values() for entry in entries]
+
+    def entries_for(self, request_id: Any) -> list[T]:
+        return list(self.in_flight.get(id_key(request_id), ()))
