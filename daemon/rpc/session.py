@@ -28,8 +28,9 @@ from podman_rpc.protocol.framing import LineDecoder
 T = TypeVar("T")  # what the transport tracks per request in flight (its task and context)
 
 SLICE_LINES = 256
-"""Lines started per turn of the event loop; measured (``python -m bench --only local``)
-to cost nothing on the pipelined status case, where a read holds ~1,500 lines."""
+"""Lines started per turn of the event loop: large enough that a pipelined burst still
+costs few writes (``python -m bench --only throughput`` measures it), small enough
+that one flooding connection holds the loop for about a millisecond at a time."""
 
 
 class Phase(enum.Enum):
