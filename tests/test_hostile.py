@@ -250,6 +250,10 @@ def test_reader_that_never_reads_is_dropped_with_bounded_memory(limited: DaemonP
 
         pusher = threading.Thread(target=push, daemon=True)
         pusher.start()
+        # connect() returns before the daemon accepts: see the hog admitted first
+        admitted = any(watcher.call("status")["connections"] == 2 or time.sleep(0.02)
+                       for _ in range(250))
+        assert admitted, "the hog's connection was never accepted"
         dropped = False
         for _ in range(600):  # bounded wait: the write timeout is 1 s
             if watcher.call("status")["connections"] == 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from podman_rpc.daemon.rpc.session import Phase, Session, id_key
+from podman_rpc.protocol.envelope import BadRequest, Request
 from podman_rpc.protocol.framing import OVERSIZE
 
 
@@ -126,3 +127,18 @@ def test_requests_are_tracked_by_id_for_cancels() -> None:
     assert sorted(session.entries()) == ["a string id", "same id as a float"]
     session.untrack(id_key(1), "same id as a float")
     assert id_key(1) not in session.in_flight  # no empty lists left behind
+
+
+def test_frames_are_parsed_requests_and_bad_lines_become_their_errors() -> None:
+    session = _session(max_line=48)
+    session.receive(b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n'
+                    b"   \n"  # blank: skipped, unanswered
+                    b"not json\n" + b"x" * 60 + b"\n"
+                    b'[{"jsonrpc":"2.0","id":2,"method":"ping"}]\n')
+    first, bad, oversize, batch = (session.next_frame() for _ in range(4))
+    assert isinstance(first, Request) and first.id == 1 and first.method == "ping"
+    assert isinstance(bad, BadRequest) and bad.error.code == -32700
+    assert isinstance(oversize, BadRequest) and oversize.error.code == -32600
+    assert oversize.error.data["limit"] == 48
+    assert isinstance(batch, list) and batch[0].id == 2  # type: ignore[union-attr]
+    assert session.next_frame() is None

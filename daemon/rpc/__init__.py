@@ -1,7 +1,10 @@
 """The connection layer: from bytes on a unix socket to a handler's reply and back.
 
-- ``transport``: the asyncio protocol, one per connection: reads, writes, flow control.
-- ``dispatch``: one request's life: role, params, lane, deadline, handler, error, log line.
+- ``session``: one connection's state and flow rules, without I/O: bytes in, requests
+  to start, whether to read, when to close (tested without sockets).
+- ``transport``: the asyncio protocol around a session: socket, tasks, timers, writes.
+- ``dispatch``: the one request path (``Dispatcher.begin``), then a task's life: role,
+  params, lane, deadline, handler, error, log line.
 - ``context``: ``DaemonState`` (what handlers share) and ``CallContext`` (one call).
 - ``lanes``: ``LaneLimiter``, the concurrency cap and bounded queue of each lane.
 - ``unfinished``: how long and how much a client's unfinished line may hold.

@@ -2,7 +2,8 @@
 
 The transport (:mod:`podman_rpc.daemon.rpc.transport`) feeds it what happened
 (bytes read, EOF, a blocked or drained write buffer, a request started or
-ended) and asks it what to do: which line to start next, whether to read, and
+ended) and asks it what to do: which request to start next (a ``Request``, a
+batch, or a ``BadRequest`` to answer with its error), whether to read, and
 whether to close. Every rule about a connection's flow lives here, once, and is
 tested without sockets (``tests/test_session.py``):
 
@@ -21,9 +22,12 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from podman_rpc.protocol.framing import LineDecoder
+from podman_rpc.protocol.envelope import BadRequest, Frame, frame_parser
+from podman_rpc.protocol.errors import InvalidRequest
+from podman_rpc.protocol.framing import OVERSIZE, LineDecoder
 
 T = TypeVar("T")  # what the transport tracks per request in flight (its task and context)
 
@@ -47,12 +51,15 @@ def id_key(request_id: Any) -> tuple[str, Any]:
 class Session(Generic[T]):
     """The state of one connection: framing, backlog, in-flight table, flow decisions."""
 
-    __slots__ = ("decoder", "max_in_flight", "slice_lines", "phase", "backlog", "in_flight",
-                 "running", "write_blocked", "_slice_left")
+    __slots__ = ("decoder", "parse", "max_in_flight", "slice_lines", "phase", "backlog",
+                 "in_flight", "running", "write_blocked", "_slice_left", "_oversize")
 
-    def __init__(self, max_line_bytes: int, max_in_flight: int,
-                 slice_lines: int = SLICE_LINES) -> None:
+    def __init__(self, max_line_bytes: int, max_in_flight: int, slice_lines: int = SLICE_LINES,
+                 parse: Callable[[bytes], Frame] | None = None) -> None:
         self.decoder = LineDecoder(max_line_bytes)
+        self.parse = parse or frame_parser()
+        self._oversize = BadRequest(InvalidRequest(f"Line exceeds {max_line_bytes} bytes",
+                                                   {"limit": max_line_bytes}))
         self.max_in_flight = max_in_flight
         self.slice_lines = slice_lines
         self.phase = Phase.OPEN
@@ -112,6 +119,24 @@ class Session(Generic[T]):
             return None
         self._slice_left -= 1
         return self.backlog.popleft()
+
+    def next_frame(self) -> Frame | None:
+        """The next request, batch or BadRequest to act on, or None (see :meth:`next_line`).
+
+        A blank line is skipped unanswered; a line over the limit is a BadRequest.
+        The per-line loop of the daemon: the checks of ``next_line`` are inlined.
+        """
+        backlog, parse = self.backlog, self.parse
+        while (backlog and self._slice_left > 0 and self.running < self.max_in_flight
+               and not self.write_blocked and self.phase is not Phase.CLOSED):
+            self._slice_left -= 1
+            line = backlog.popleft()
+            if line is OVERSIZE:
+                return self._oversize
+            frame = parse(line)
+            if type(frame) is not BadRequest or line.strip():
+                return frame
+        return None
 
     @property
     def slice_spent(self) -> bool:

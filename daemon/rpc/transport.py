@@ -38,7 +38,7 @@ from podman_rpc.protocol.envelope import (
     result_line,
 )
 from podman_rpc.protocol.errors import InvalidParams, InvalidRequest
-from podman_rpc.protocol.framing import OVERSIZE, embedded, encode
+from podman_rpc.protocol.framing import embedded, encode
 
 if TYPE_CHECKING:
     from podman_rpc.daemon.rpc.context import CallContext, DaemonState
@@ -57,10 +57,10 @@ class Connection(asyncio.Protocol):
         self.state = state
         self.dispatcher = dispatcher
         self.config = config = state.config
-        self.session: Session[InFlight] = Session(config.max_line_bytes,
-                                                  config.max_in_flight_per_connection)
-        self._parse = frame_parser(max_depth=config.max_json_depth, max_batch=config.max_batch,
-                                   max_params_bytes=config.max_params_bytes)
+        self.session: Session[InFlight] = Session(
+            config.max_line_bytes, config.max_in_flight_per_connection,
+            parse=frame_parser(max_depth=config.max_json_depth, max_batch=config.max_batch,
+                               max_params_bytes=config.max_params_bytes))
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.unfinished = UnfinishedLine(config.partial_line_timeout,
@@ -160,15 +160,9 @@ class Connection(asyncio.Protocol):
         corking = cork is None
         if cork is None:
             cork = self._cork = bytearray()
-        next_line, parse, begin = session.next_line, self._parse, self.dispatcher.begin
+        next_frame, begin = session.next_frame, self.dispatcher.begin
         try:
-            while (line := next_line()) is not None:
-                if line is OVERSIZE:
-                    self.send(error_reply(None, InvalidRequest(
-                        f"Line exceeds {self.config.max_line_bytes} bytes",
-                        {"limit": self.config.max_line_bytes})))
-                    continue
-                item = parse(line)
+            while (item := next_frame()) is not None:
                 if type(item) is Request:
                     begun = begin(item, self)
                     if type(begun) is bytes:
@@ -179,7 +173,7 @@ class Connection(asyncio.Protocol):
                         self._start_task(cast(Prepared, begun))
                 elif type(item) is list:
                     self._start_batch(item)
-                elif line.strip():  # a BadRequest; a blank line is skipped, unanswered
+                else:
                     refused = refuse(cast(BadRequest, item), self)
                     if refused is not None:  # None: a notification that broke a limit
                         cork += refused
