@@ -200,7 +200,7 @@ class Server:
         if self.config.reap_interval > 0:
             self.reaper.start()
         log.info("serving", socket=str(self._owned_socket or "socket-activated"),
-                 podman=str(podman_socket), podman_version=state.podman_version,
+                 podman=str(podman_socket), podman_version=pool.version,
                  version=DAEMON_VERSION, instance=state.instance_id)
         answering = "answering" if pool.reachable else "unreachable"
         self.notifier.notify("READY=1", f"STATUS=serving; podman {answering}")
@@ -216,8 +216,9 @@ class Server:
         try:
             from podman_rpc.daemon.handlers.system import podman_version
 
-            self.state.podman_version = await self.state.pool.call(podman_version)
-            log.info("podman version", podman_version=self.state.podman_version)
+            pool = self.state.pool
+            pool.version = await pool.call(podman_version)
+            log.info("podman version", podman_version=pool.version)
         except Exception as exc:  # noqa: BLE001 - startup goes on; requests will report it
             log.warning("podman did not answer at start", error=str(exc))
 

@@ -23,10 +23,11 @@ STATUS_INTERVAL = 2.0
 
 def summary(state: DaemonState) -> str:
     """One line for ``systemctl status``: what the daemon is doing right now."""
-    if state.podman_version and state.pool.reachable is not False:
-        podman = f"podman {state.podman_version}"
+    pool = state.pool
+    if pool.version and pool.reachable is not False:
+        podman = f"podman {pool.version}"
     else:
-        podman = "podman answering" if state.pool.reachable else "podman unreachable"
+        podman = "podman answering" if pool.reachable else "podman unreachable"
     if state.draining:
         return f"draining: {state.in_flight()} request(s) in flight; {podman}"
     served = sum(state.counters.served.values())
