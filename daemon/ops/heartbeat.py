@@ -46,7 +46,6 @@ class Heartbeat:
         watchdog = notifier.watchdog_interval
         self.watchdog = watchdog
         self.interval = min(watchdog, STATUS_INTERVAL) if watchdog else STATUS_INTERVAL
-        self.pings = 0
         self._handle: asyncio.TimerHandle | None = None
         self._expected = 0.0
 
@@ -64,7 +63,6 @@ class Heartbeat:
         fields = []
         if self.watchdog:
             fields.append("WATCHDOG=1")
-            self.pings += 1
         line = summary(self.state)
         if line != self.notifier.last_status:
             self.notifier.last_status = line

@@ -157,9 +157,6 @@ class CallContext:
         """Trusted: sees and acts on every container and image, whoever created it."""
         return self.role is Role.ADMIN
 
-    def remaining(self) -> float:
-        return self.deadline - asyncio.get_running_loop().time()
-
     def progress(self, stream: str, line: Any) -> None:
         """Send a ``$/progress`` notification, if the caller asked for them."""
         if self.want_progress and self.connection is not None:
