@@ -251,7 +251,7 @@ def test_status_sees_every_lane_change_through_its_encoded_figures() -> None:
 
 
 def test_status_sees_every_figure_its_owner_changes() -> None:
-    """status stamps only the uptime; every other figure is written where it changes."""
+    """status reads every figure from its owner: a change through the owner shows at once."""
     state = _offline_state()
     call = Dispatcher(state, load_handlers()).local["status"]
     request = parse_frame(line("status", 1))
