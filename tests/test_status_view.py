@@ -95,6 +95,12 @@ def test_lanes_are_encoded_when_asked_after_a_change_not_on_each_change() -> Non
     try:
         before = view.lanes()
         assert view.lanes() is before  # nothing changed: the same encoding, not a new one
+        for _ in range(3):
+            view.lanes_changed()
+        assert view._lanes is None  # changes only mark it stale: nothing encoded yet
+        assert view.lanes() is not before and bytes(orjson.dumps(view.lanes())) == bytes(
+            orjson.dumps(before))
+        before = view.lanes()
         seen = asyncio.run(hold_and_queue())
         after = view.lanes()
         assert view.lanes() is after and after is not before
