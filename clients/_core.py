@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from podman_rpc.protocol import paths
 from podman_rpc.protocol.envelope import CANCEL_METHOD, PROGRESS_METHOD
 from podman_rpc.protocol.errors import ConnectionLost, RpcError, error_from_wire
 from podman_rpc.protocol.framing import OVERSIZE, LineDecoder, encode
@@ -25,13 +26,8 @@ MAX_REPLY_LINE = 256 << 20
 
 
 def default_socket() -> str:
-    """Where the daemon listens, by the same rule ``podman-rpc serve`` uses."""
-    if os.environ.get("PODMAN_RPC_SOCKET"):
-        return os.environ["PODMAN_RPC_SOCKET"]
-    if os.geteuid() == 0:
-        return "/run/podman-rpc/podman-rpc.sock"
-    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/podman-rpc-{os.geteuid()}"
-    return f"{base}/podman-rpc/podman-rpc.sock"
+    """Where the daemon listens, by the rule ``podman-rpcd`` uses (``protocol.paths``)."""
+    return paths.default_socket(os.geteuid(), os.environ)
 
 
 class Progress(NamedTuple):

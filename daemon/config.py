@@ -16,15 +16,14 @@ from typing import Any
 
 from podman_rpc.daemon.guard.access import AccessConfig, access_from_mapping
 from podman_rpc.daemon.guard.policy import PolicyConfig, policy_from_mapping
+from podman_rpc.protocol import paths
 from podman_rpc.protocol.registry import Lane
 
 
 def default_runtime_dir() -> Path:
-    """``/run/podman-rpc`` as root, ``$XDG_RUNTIME_DIR/podman-rpc`` otherwise."""
-    if os.geteuid() == 0:
-        return Path("/run/podman-rpc")
-    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/podman-rpc-{os.geteuid()}"
-    return Path(base) / "podman-rpc"
+    """``/run/podman-rpc`` as root, ``$XDG_RUNTIME_DIR/podman-rpc`` otherwise (``protocol.paths``,
+    the rule the clients use to find the socket)."""
+    return Path(paths.default_runtime_dir(os.geteuid(), os.environ))
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +48,7 @@ DEFAULT_LANES: dict[str, LaneConfig] = {
 class Config:
     """Every setting of one daemon run. Frozen: nothing changes it after start."""
 
-    socket_path: Path = field(default_factory=lambda: default_runtime_dir() / "podman-rpc.sock")
+    socket_path: Path = field(default_factory=lambda: default_runtime_dir() / paths.SOCKET_NAME)
     podman_socket: Path = Path("/run/podman/podman.sock")
     runtime_dir: Path = field(default_factory=default_runtime_dir)
     embedded_podman: bool = True
@@ -116,8 +115,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
     if path is not None:
         with open(path, "rb") as fh:
             values.update(tomllib.load(fh).get("daemon", {}))
-    if "PODMAN_RPC_SOCKET" in environ:
-        values["socket_path"] = environ["PODMAN_RPC_SOCKET"]
+    if paths.SOCKET_ENV in environ:
+        values["socket_path"] = environ[paths.SOCKET_ENV]
     if "PODMAN_SOCKET_PATH" in environ:
         values["podman_socket"] = environ["PODMAN_SOCKET_PATH"]
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})

@@ -10,6 +10,7 @@ import socket
 import stat
 import sys
 import threading
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import NoReturn
 
@@ -20,7 +21,7 @@ from podman_rpc.daemon.guard.access import AccessControl, socket_group
 from podman_rpc.daemon.guard.confine import subid_problem
 from podman_rpc.daemon.handlers import load_handlers
 from podman_rpc.daemon.ops.heartbeat import Heartbeat
-from podman_rpc.daemon.ops.idle import IdleTimer, busy_reason
+from podman_rpc.daemon.ops.idle import Activity, IdleTimer, busy_reason
 from podman_rpc.daemon.ops.reaper import Reaper
 from podman_rpc.daemon.ops.systemd import Notifier, activation_socket
 from podman_rpc.daemon.podman.embedded import EmbeddedPodman, podman_answers, private_dir
@@ -107,6 +108,9 @@ class Server:
         self.reaper: Reaper | None = None
         self._stop_deadline: float | None = None  # loop time by which shutdown must be over
         self._exit_timer: threading.Timer | None = None
+        # What startup has acquired, torn down in reverse by shutdown: each step pushes its
+        # own undo as it succeeds, so a startup that fails halfway undoes only what it did.
+        self._teardown = AsyncExitStack()
 
     def run(self) -> int:
         import uvloop
@@ -168,6 +172,7 @@ class Server:
             log.info("no podman service answers; starting an embedded one",
                      configured=str(configured))
             self.embedded = EmbeddedPodman(private_dir(_listening_path(listener, self.config)))
+            self._teardown.push_async_callback(self.embedded.stop)  # even if start fails midway
             await self.embedded.start()
             return self.embedded.socket_path
         log.warning("podman service not reachable; requests fail until it is",
@@ -175,40 +180,58 @@ class Server:
         return configured
 
     async def startup(self) -> None:
+        """Acquire in order, pushing each undo onto ``_teardown``; shutdown pops them.
+
+        The pushes are ordered so the teardown runs: idle timer, version fetch, stop
+        accepting and drain, reaper (its final pass), heartbeat (it keeps the watchdog
+        fed through the drain), pool, embedded Podman, socket file.
+        """
+        undo = self._teardown
         problem = subid_problem(self.config.policy)  # else container root would be host root
         if problem is not None:
             raise StartupError(problem)
         listener = self.choose_socket()
+        if self._owned_socket is not None:
+            undo.callback(self._owned_socket.unlink, missing_ok=True)
         podman_socket = await self.choose_podman(listener)
         workers = sum(lane.cap for lane in self.config.lanes.values()) + 4
         pool = PodmanPool(podman_socket, workers, self.config.podman_call_timeout)
+        undo.callback(pool.close)
         pool.warm_up()
         pool.watch(PODMAN_WATCH_SECONDS)  # status.podman.reachable as it is, not as it was
         gate = AccessControl(self.config.access, socket_group(listener))  # who, and their role
-        self.state = state = DaemonState(self.config, pool, gate)
+        # The idle timer's clock: DaemonState touches it, the timer (built below) reads it.
+        activity = Activity() if self.config.idle_timeout is not None else None
+        self.state = state = DaemonState(self.config, pool, gate,
+                                         on_activity=activity.touch if activity else None)
         dispatcher = Dispatcher(state, load_handlers())
-        self.reaper = Reaper(state)
-        await self.reaper.startup_pass()  # leftovers of a crashed daemon go before we serve
+        self.heartbeat = Heartbeat(state, self.notifier)  # started once READY=1 is sent
+        undo.callback(self.heartbeat.stop)
+        self.reaper = reaper = Reaper(state)
+        undo.push_async_callback(self._reap_last, reaper)
+        await reaper.startup_pass()  # leftovers of a crashed daemon go before we serve
         self._factory = lambda: Connection(state, dispatcher)
         if self.config.idle_timeout is not None:
             self._spare_listener = os.dup(listener.fileno())
+            undo.callback(self._close_spare_listener)
         self._server = await asyncio.get_running_loop().create_unix_server(
             self._factory, sock=listener, backlog=1024)
+        undo.push_async_callback(self._close_and_drain, state)
         # Podman has been asked already (choose_podman's _ping, the reaper's pass). Its
         # /version takes ~1 s (it runs the OCI runtime), so it must not hold READY=1 back.
         self._version_task = asyncio.get_running_loop().create_task(self._fetch_podman_version())
+        undo.callback(self._version_task.cancel)
         if self.config.reap_interval > 0:
-            self.reaper.start()
+            reaper.start()
         log.info("serving", socket=str(self._owned_socket or "socket-activated"),
-                 podman=str(podman_socket), podman_version=state.podman_version,
+                 podman=str(podman_socket), podman_version=pool.version,
                  version=DAEMON_VERSION, instance=state.instance_id)
         answering = "answering" if pool.reachable else "unreachable"
         self.notifier.notify("READY=1", f"STATUS=serving; podman {answering}")
-        self.heartbeat = Heartbeat(state, self.notifier)
         self.heartbeat.start()
-        if self.config.idle_timeout is not None:
-            self.idle = IdleTimer(state, self.config.idle_timeout, self._on_idle)
-            state.on_activity = self.idle.touch
+        if activity is not None and self.config.idle_timeout is not None:
+            self.idle = IdleTimer(state, activity, self.config.idle_timeout, self._on_idle)
+            undo.callback(self.idle.stop)
             self.idle.start()
 
     async def _fetch_podman_version(self) -> None:
@@ -216,8 +239,9 @@ class Server:
         try:
             from podman_rpc.daemon.handlers.system import podman_version
 
-            self.state.podman_version = await self.state.pool.call(podman_version)
-            log.info("podman version", podman_version=self.state.podman_version)
+            pool = self.state.pool
+            pool.version = await pool.call(podman_version)
+            log.info("podman version", podman_version=pool.version)
         except Exception as exc:  # noqa: BLE001 - startup goes on; requests will report it
             log.warning("podman did not answer at start", error=str(exc))
 
@@ -251,41 +275,33 @@ class Server:
 
     # --- drain and stop ------------------------------------------------------------------
     async def shutdown(self) -> None:
+        """Refuse new work, then undo what startup did (``_teardown``), within the bound."""
         state = self.state
         self.notifier.notify("STOPPING=1", "STATUS=draining")
-        if self.idle is not None:
-            self.idle.stop()
-        if self._version_task is not None:
-            self._version_task.cancel()
         if state is not None:
             state.draining = True
             log.info("draining", in_flight=state.in_flight(), grace_s=self.config.drain_grace,
                      connections=len(state.connections))
-        if self._server is not None:
-            self._server.close()
-        if state is not None:
-            await self._drain(state)
-        if self.reaper is not None:
-            await self.reaper.stop()
-            try:
-                await asyncio.wait_for(self.reaper.final_pass(), self._left(60))
-            except TimeoutError:
-                log.warning("final reap cut short by the shutdown bound")
-        if self.embedded is not None:
-            await self.embedded.stop()
-        if state is not None:
-            state.pool.close()
-        if self._owned_socket is not None:
-            self._owned_socket.unlink(missing_ok=True)
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
+        try:
+            await self._teardown.aclose()  # every step runs, even after one raised
+        finally:
+            self.notifier.close()
+            if self._exit_timer is not None:
+                self._exit_timer.cancel()  # done in time; main() still leaves without stuck workers
+            log.info("stopped")
+
+    async def _reap_last(self, reaper: Reaper) -> None:
+        """Stop the periodic reaper, then remove what this instance still owns (bounded)."""
+        await reaper.stop()
+        try:
+            await asyncio.wait_for(reaper.final_pass(), self._left(60))
+        except TimeoutError:
+            log.warning("final reap cut short by the shutdown bound")
+
+    def _close_spare_listener(self) -> None:
         if self._spare_listener is not None:
             os.close(self._spare_listener)
             self._spare_listener = None
-        self.notifier.close()
-        if self._exit_timer is not None:
-            self._exit_timer.cancel()  # done in time; main() still leaves without stuck workers
-        log.info("stopped")
 
     def _left(self, default: float) -> float:
         """Seconds a shutdown step may wait: ``default``, or what the signal's bound leaves."""
@@ -293,7 +309,10 @@ class Server:
             return default
         return max(0.1, min(default, self._stop_deadline - asyncio.get_running_loop().time()))
 
-    async def _drain(self, state: DaemonState) -> None:
+    async def _close_and_drain(self, state: DaemonState) -> None:
+        """Stop accepting; let requests finish for ``drain_grace``, then cancel the rest."""
+        if self._server is not None:
+            self._server.close()  # the one serving now: an idle exit called off makes a new one
         loop = asyncio.get_running_loop()
         until = loop.time() + self.config.drain_grace
         while state.in_flight() and loop.time() < until:

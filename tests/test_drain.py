@@ -9,9 +9,13 @@ from __future__ import annotations
 import signal
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.rig.daemon import DaemonProcess, RawConnection
+from tests.rig.podman import PodmanService
 from tests.test_cancel import assert_gone, new_name, start_long_run, state_of
 from tests.test_lanes import run_request
 from tests.test_reaper import wait_until
@@ -140,3 +144,56 @@ def test_sigterm_removes_own_detached_containers(make_daemon: Callable[..., Daem
     log = daemon.log()
     assert "final reap pass" in log
     assert "signal received: shutting down" in log and '"event":"draining"' in log
+
+
+@pytest.mark.parametrize("a_step_fails", [False, True])
+def test_shutdown_undoes_every_startup_step(tmp_path: Path, podman_service: PodmanService,
+                                            a_step_fails: bool) -> None:
+    """In process: once serve() returns, all that startup acquired is released, in the
+    teardown stack's order; a step that raises does not keep the later ones from running."""
+    import asyncio
+
+    import uvloop
+
+    from podman_rpc.daemon.config import load_config
+    from podman_rpc.daemon.server import Server
+
+    config = load_config(overrides={"socket_path": tmp_path / "rpc.sock",
+                                    "podman_socket": podman_service.socket_path,
+                                    "embedded_podman": False, "idle_timeout": 3600.0})
+    server = Server(config)
+
+    def fail() -> None:
+        raise RuntimeError("a teardown step failed")
+
+    async def scenario() -> tuple[bytes, bytes]:
+        serving = asyncio.get_running_loop().create_task(server.serve())
+        while server.idle is None:
+            await asyncio.sleep(0.01)
+        if a_step_fails:
+            server._teardown.callback(fail)  # runs first: pushed after every startup step
+        reader, writer = await asyncio.open_unix_connection(str(config.socket_path))
+        writer.write(b'{"jsonrpc":"2.0","id":1,"method":"status"}\n')
+        answer = await reader.readline()
+        server.should_exit.set()
+        try:
+            await serving
+        finally:
+            rest = await asyncio.wait_for(reader.read(), 10)  # the drain closed it
+            writer.close()
+        return answer, rest
+
+    if a_step_fails:
+        with pytest.raises(RuntimeError, match="a teardown step failed"):
+            uvloop.run(scenario())
+    else:
+        answer, rest = uvloop.run(scenario())
+        assert b'"draining":false' in answer and rest == b""
+    state = server.state
+    assert state is not None and state.draining and not state.connections
+    assert server._server is not None and not server._server.is_serving()
+    assert server._version_task is not None and server._version_task.done()
+    assert server._spare_listener is None  # the dup kept for a called-off idle exit
+    assert not config.socket_path.exists()  # ours, so removed
+    with pytest.raises(RuntimeError):  # the pool's workers are gone
+        asyncio.run(state.pool.call(lambda client: None))

@@ -255,7 +255,7 @@ def test_status_sees_every_lane_change_through_its_encoded_figures() -> None:
 
 
 def test_status_sees_every_figure_its_owner_changes() -> None:
-    """status stamps only the uptime; every other figure is written where it changes."""
+    """status reads every figure from its owner: a change through the owner shows at once."""
     state = _offline_state()
     call = Dispatcher(state, load_handlers()).entries["status"]
     request = parse_frame(line("status", 1))
@@ -273,7 +273,7 @@ def test_status_sees_every_figure_its_owner_changes() -> None:
         seen.append(status())
         first.connection_lost(None)
         state.pool.reachable = True  # as a worker thread records a call Podman answered
-        state.podman_version = "4.3.1"
+        state.pool.version = "4.3.1"  # as the version call and the start record it
         state.container_reaped()
         state.container_reaped()
         seen.append(status())
@@ -294,7 +294,7 @@ def test_status_sees_every_figure_its_owner_changes() -> None:
     assert (changed["draining"], draining["draining"]) == (False, True)
     assert draining["uptime_s"] > before["uptime_s"]
     assert draining["requests"]["served"]["status"] == 4  # live: each call counts itself
-    assert state.draining and state.podman_version == "4.3.1" and state.pool.reachable
+    assert state.draining and state.pool.version == "4.3.1" and state.pool.reachable
 
 
 class _DenyingAccess(OpenAccess):

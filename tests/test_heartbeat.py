@@ -25,8 +25,8 @@ class RecordingNotifier:
 
 def fake_state() -> SimpleNamespace:
     return SimpleNamespace(connections=set(), active_containers=set(), background=set(),
-                           draining=False, in_flight=lambda: 0, podman_version="4.3.1",
-                           pool=SimpleNamespace(reachable=True),
+                           draining=False, in_flight=lambda: 0,
+                           pool=SimpleNamespace(reachable=True, version="4.3.1"),
                            counters=SimpleNamespace(served={"ping": 3}))
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from podman_rpc.daemon.ops.idle import IdleTimer, busy_reason
+from podman_rpc.daemon.ops.idle import Activity, IdleTimer, busy_reason
 
 
 def fake_state(**busy: object) -> SimpleNamespace:
@@ -29,7 +29,7 @@ def test_never_fires_while_busy(busy: dict[str, object]) -> None:
     fired: list[bool] = []
 
     async def scenario() -> None:
-        timer = IdleTimer(state, 0.05, lambda: fired.append(True), poll=0.02)  # type: ignore[arg-type]
+        timer = IdleTimer(state, Activity(), 0.05, lambda: fired.append(True), poll=0.02)  # type: ignore[arg-type]
         timer.start()
         await asyncio.sleep(0.3)
         assert not fired
@@ -51,13 +51,14 @@ def test_activity_restarts_the_idle_period() -> None:
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
-        timer = IdleTimer(state, 0.2, lambda: fired.append(loop.time()))  # type: ignore[arg-type]
+        activity = Activity()
+        timer = IdleTimer(state, activity, 0.2, lambda: fired.append(loop.time()))  # type: ignore[arg-type]
         timer.start()
         last = loop.time()
         for _ in range(5):  # activity every 0.1 s: never 0.2 s idle
             await asyncio.sleep(0.1)
             last = loop.time()
-            timer.touch()
+            activity.touch()
         assert not fired
         await asyncio.sleep(0.5)
         assert len(fired) == 1 and fired[0] >= last + 0.2

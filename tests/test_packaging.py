@@ -31,7 +31,11 @@ def test_the_wheel_has_one_top_level_name(tmp_path: Path) -> None:
 
 
 def test_one_version_source() -> None:
-    """The package metadata, status and rpc.discover all read protocol/version.py."""
+    """The package metadata, status and rpc.discover all read protocol/version.py.
+
+    The Dart client's pubspec.yaml must hold a literal, so it is checked against it,
+    and no Python source spells the version out anywhere else.
+    """
     from importlib.metadata import version
 
     from podman_rpc.daemon.rpc.context import DAEMON_VERSION
@@ -42,6 +46,12 @@ def test_one_version_source() -> None:
     assert openrpc_document(DAEMON_VERSION)["info"]["version"] == VERSION
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert "version" not in project and project["dynamic"] == ["version"]
+    pubspec = (REPO / "clients" / "dart" / "pubspec.yaml").read_text().splitlines()
+    assert f"version: {VERSION}" in pubspec
+    spelled = [str(path.relative_to(REPO)) for folder in ("clients", "daemon", "protocol")
+               for path in (REPO / folder).rglob("*.py")
+               if f'"{VERSION}"' in path.read_text() or f"'{VERSION}'" in path.read_text()]
+    assert spelled == ["protocol/version.py"]
 
 
 def test_the_daemon_refuses_handlers_out_of_step_with_the_declarations() -> None:

@@ -17,8 +17,8 @@ from podman_rpc.daemon.config import load_config
 from podman_rpc.daemon.guard.policy import (
     PolicyConfig,
     check_run_spec,
-    parse_size,
     policy_from_mapping,
+    size_setting,
 )
 from podman_rpc.protocol.errors import PolicyDenied
 
@@ -292,10 +292,13 @@ def test_not_an_object_and_missing_image() -> None:
 
 
 def test_sizes_and_config_table() -> None:
-    assert parse_size("512m") == 512 << 20 and parse_size("1g") == 1 << 30
-    assert parse_size(1234) == 1234 and parse_size(None) is None
-    with pytest.raises(ValueError):
-        parse_size("lots")
+    assert size_setting("max_memory", "512m") == 512 << 20
+    assert size_setting("max_memory", "1.5g") == 3 << 29
+    assert size_setting("max_memory", 1234) == 1234 and size_setting("max_memory", None) is None
+    with pytest.raises(ValueError, match=r"\[daemon.policy\] max_memory: not a size like"):
+        size_setting("max_memory", "lots")
+    assert policy_from_mapping({"max_memory": "1.5g", "max_build_context_bytes": "2GiB"}) \
+        == PolicyConfig(max_memory=3 << 29, max_build_context_bytes=2 << 30)
     with pytest.raises(ValueError, match="unknown"):
         policy_from_mapping({"allow_everything": True})
     with pytest.raises(ValueError, match="true or false"):

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("podman_rpc.access")
 
 READ, RUN, ADMIN = Role.READ, Role.RUN, Role.ADMIN
-ROLES = tuple(Role)
 ROLE_FREE = frozenset(name for name, spec in METHODS.items() if spec.role is Role.READ)
 """What the weakest role may call: no peer needs a role check for these."""
 

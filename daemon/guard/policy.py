@@ -9,7 +9,6 @@ let through. Each denial is ``PolicyDenied`` with ``data.rule`` naming the rule.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -27,6 +26,8 @@ from podman_rpc.daemon.guard.policy_rules import (
     fold,
     present,
 )
+from podman_rpc.protocol.sizes import GRAMMAR as SIZE_GRAMMAR
+from podman_rpc.protocol.sizes import parse_size
 
 # Fields of the create body that need no judgement (they cannot reach the host).
 HARMLESS_FIELDS = frozenset({
@@ -44,18 +45,18 @@ JUDGED_FIELDS = frozenset({
     "pidns", "ipcns", "userns", "utsns", "cgroupns", "mounts", "volumes", "portmappings",
     "publish_image_ports", "networks", "cni_networks", "resource_limits", "log_configuration",
 })
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
-def parse_size(value: int | str | None) -> int | None:
-    """``"512m"`` or ``536870912`` as bytes; None stays None (no ceiling)."""
-    if value is None or isinstance(value, int):
+def size_setting(key: str, value: object) -> int | None:
+    """A ceiling as bytes: ``"1.5g"`` (``protocol.sizes``) or ``536870912``; None: no ceiling."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
-    match = _SIZE.match(str(value))
-    if not match:
-        raise ValueError(f"bad size {value!r}: expected bytes or a number with b/k/m/g/t")
-    number, unit = match.groups()
-    return int(float(number) * 1024 ** "bkmgt".index((unit or "b").lower()))
+    try:
+        if not isinstance(value, str):
+            raise ValueError(f"not {SIZE_GRAMMAR}: {value!r}")
+        return parse_size(value)
+    except ValueError as exc:
+        raise ValueError(f"[daemon.policy] {key}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ def policy_from_mapping(raw: Mapping[str, Any]) -> PolicyConfig:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key in ("max_memory", "max_memory_swap", "max_build_context_bytes"):
-            value = parse_size(value)
+            value = size_setting(key, value)
         elif key == "port_range":
             low, high = (int(v) for v in value)
             value = (low, high)

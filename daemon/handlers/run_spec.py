@@ -17,26 +17,29 @@ from podman_rpc.daemon.guard.confine import confinement, harden_options
 from podman_rpc.daemon.guard.policy_rules import MOUNT_OPTIONS
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import InvalidParams
+from podman_rpc.protocol.sizes import GRAMMAR as SIZE_GRAMMAR
+from podman_rpc.protocol.sizes import is_size, parse_size
 
 if TYPE_CHECKING:
     from podman_rpc.daemon.guard.policy import PolicyConfig
 
 CPU_PERIOD = 100_000  # microseconds, Podman's default CFS period
-_SIZE = re.compile(r"^(\d+)([bkmg]?)b?$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _NS_MODES = {"none", "host", "bridge", "private", "slirp4netns", "pasta"}
 
 
-def parse_size(text: str, field: str) -> int:
-    """ "20m" -> 20971520 bytes; "-1" means unlimited (swap only)."""
+def size_param(text: str, field: str) -> int:
+    """A size param in bytes (``protocol.sizes``: "20m", "1.5g"); "-1" is unlimited (swap only)."""
     text = text.strip()
     if text == "-1" and field == "memory_swap":
         return -1
-    match = _SIZE.match(text)
-    if not match or int(match.group(1)) == 0:
-        raise InvalidParams(field, f"not a size like 20m or 512k: {text!r}")
-    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+    try:
+        size = parse_size(text)
+    except ValueError:
+        raise InvalidParams(field, f"not {SIZE_GRAMMAR}: {text!r}") from None
+    if size == 0:
+        raise InvalidParams(field, f"must be more than 0 bytes: {text!r}")
+    return size
 
 
 def split_command(value: str | list[str] | None, field: str) -> list[str] | None:
@@ -78,10 +81,11 @@ def parse_mount(entry: str, field: str = "mounts") -> tuple[str, dict[str, Any]]
     for option in filter(None, (parts[2].split(",") if len(parts) == 3 else [])):
         if option in MOUNT_OPTIONS:
             options.append(option)
-        elif option.startswith("size="):
-            parse_size(option[5:], field)
+        elif option.startswith("size="):  # given to Podman as written, once it parses
+            size_param(option[5:], field)
             options.append(option)
-        elif _SIZE.match(option):
+        elif is_size(option):
+            size_param(option, field)
             options.append(f"size={option}")
         else:
             raise InvalidParams(field, f"unknown mount option {option!r} in {entry!r}")
@@ -162,8 +166,8 @@ def create_body(params: m.Run, *, name: str, labels: dict[str, str], kill_margin
         "labels": labels,
         "env": parse_key_values(params.env, "env"),
         "resource_limits": {
-            "memory": {"limit": parse_size(params.memory, "memory"),
-                       "swap": parse_size(params.memory_swap, "memory_swap")},
+            "memory": {"limit": size_param(params.memory, "memory"),
+                       "swap": size_param(params.memory_swap, "memory_swap")},
             "cpu": {"quota": max(1000, round(params.cpus * CPU_PERIOD)), "period": CPU_PERIOD},
             "pids": {"limit": params.pids_limit},
         },

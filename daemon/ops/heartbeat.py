@@ -23,10 +23,11 @@ STATUS_INTERVAL = 2.0
 
 def summary(state: DaemonState) -> str:
     """One line for ``systemctl status``: what the daemon is doing right now."""
-    if state.podman_version and state.pool.reachable is not False:
-        podman = f"podman {state.podman_version}"
+    pool = state.pool
+    if pool.version and pool.reachable is not False:
+        podman = f"podman {pool.version}"
     else:
-        podman = "podman answering" if state.pool.reachable else "podman unreachable"
+        podman = "podman answering" if pool.reachable else "podman unreachable"
     if state.draining:
         return f"draining: {state.in_flight()} request(s) in flight; {podman}"
     served = sum(state.counters.served.values())
@@ -45,7 +46,6 @@ class Heartbeat:
         watchdog = notifier.watchdog_interval
         self.watchdog = watchdog
         self.interval = min(watchdog, STATUS_INTERVAL) if watchdog else STATUS_INTERVAL
-        self.pings = 0
         self._handle: asyncio.TimerHandle | None = None
         self._expected = 0.0
 
@@ -63,7 +63,6 @@ class Heartbeat:
         fields = []
         if self.watchdog:
             fields.append("WATCHDOG=1")
-            self.pings += 1
         line = summary(self.state)
         if line != self.notifier.last_status:
             self.notifier.last_status = line

@@ -5,7 +5,7 @@ issues 7826 and 7905: its idle timer ignored long-running calls and attached
 sessions). Here "idle" is checked from the daemon's real state each time, not
 inferred from a counter: no open connection, no request in flight or queued, no
 cleanup task running, no container of ours running. Every connection open or
-close and every finished request calls :meth:`IdleTimer.touch` (through
+close and every finished request calls :meth:`Activity.touch` (as
 ``DaemonState.on_activity``), which restarts the idle period; while busy the
 timer also re-checks on its own every ``poll`` seconds, because a container can
 stop without any request finishing.
@@ -36,22 +36,38 @@ def busy_reason(state: DaemonState) -> str | None:
     return None
 
 
+class Activity:
+    """When a connection last opened or closed, or a request last finished (loop time).
+
+    The daemon state is given :meth:`touch` and the idle timer reads :attr:`last`,
+    so each gets it through its constructor and neither needs the other built first.
+    ``touch`` runs on every request, so it only records the time: O(1), no timer churn.
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = float("-inf")
+
+    def touch(self) -> None:
+        self.last = asyncio.get_running_loop().time()
+
+
 class IdleTimer:
     """Calls ``on_idle`` once the daemon has been idle for ``timeout`` seconds.
 
-    ``touch`` runs on every request, so it only records the time: O(1), no
-    timer churn. One timer is pending at any moment; when it fires it looks at
-    the real state and either re-arms or gives up.
+    One timer is pending at any moment; when it fires it looks at the real state
+    and at the last :class:`Activity`, and either re-arms or gives up.
     """
 
-    def __init__(self, state: DaemonState, timeout: float,
+    def __init__(self, state: DaemonState, activity: Activity, timeout: float,
                  on_idle: Callable[[], None], poll: float = 1.0) -> None:
         self.state = state
+        self.activity = activity
         self.timeout = timeout
         self.on_idle = on_idle
         self.poll = min(poll, max(timeout, 0.05))
         self.idle_since: float | None = None
-        self.last_activity = 0.0
         self._last_busy = 0.0  # when a check last found work under way
         self._silent_work = False  # that work could end without an activity call
         self._handle: asyncio.TimerHandle | None = None
@@ -60,13 +76,8 @@ class IdleTimer:
     def start(self) -> None:
         """Begin counting; the daemon is idle from now unless work is already under way."""
         self._stopped = False
-        self.last_activity = asyncio.get_running_loop().time()
+        self._last_busy = asyncio.get_running_loop().time()  # idle from now at the earliest
         self._arm(0.0)
-
-    def touch(self) -> None:
-        """Activity (connection opened or closed, request finished): the idle period restarts."""
-        self.idle_since = None
-        self.last_activity = asyncio.get_running_loop().time()
 
     def stop(self) -> None:
         self._stopped = True
@@ -88,6 +99,8 @@ class IdleTimer:
         if self._stopped:
             return
         now = asyncio.get_running_loop().time()
+        if self.idle_since is not None and self.activity.last > self.idle_since:
+            self.idle_since = None  # activity since the period began: it starts again
         if self.state.draining or busy_reason(self.state) is not None:
             self.idle_since = None
             self._last_busy = now
@@ -98,7 +111,7 @@ class IdleTimer:
             # Requests and connections end with an activity call; a container or a
             # cleanup task ends silently, so then the idle period starts now (later
             # than the truth, never earlier).
-            ended = now if self._silent_work else max(self.last_activity, self._last_busy)
+            ended = now if self._silent_work else max(self.activity.last, self._last_busy)
             self.idle_since = ended
             self._silent_work = False
         left = self.idle_since + self.timeout - now

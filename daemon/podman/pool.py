@@ -34,24 +34,15 @@ class PodmanPool:
         self.socket_path = socket_path
         self.socket_name = str(socket_path)
         self.call_timeout = call_timeout
-        # What ``status`` reports about Podman, kept current here (it is part of the reply).
-        self.figures: dict[str, Any] = {"socket": self.socket_name, "reachable": None,
-                                        "version": None}
+        # What ``status`` reports about Podman (daemon.rpc.status reads them here).
+        self.reachable: bool | None = None  # whether Podman answered the last call or ping
+        self.version: str | None = None  # Podman's version, as last asked
         self._local = threading.local()
         self._clients: list[Any] = []
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podman")
         self.http = PodmanHTTP(socket_path)
         self._watch: asyncio.Task[None] | None = None
-
-    @property
-    def reachable(self) -> bool | None:
-        """Whether Podman answered the last call (None before the first)."""
-        return self.figures["reachable"]
-
-    @reachable.setter
-    def reachable(self, answered: bool | None) -> None:
-        self.figures["reachable"] = answered
 
     @property
     def base_url(self) -> str:

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from podman_rpc.daemon.config import Config
 from podman_rpc.daemon.guard.access import AccessControl, OpenAccess
 from podman_rpc.daemon.podman.pool import PodmanPool
 from podman_rpc.daemon.rpc.lanes import LaneLimiter
+from podman_rpc.daemon.rpc.status import Counters, StatusView
 from podman_rpc.daemon.rpc.unfinished import PartialBudget
-from podman_rpc.protocol.envelope import PROGRESS_METHOD, PROTOCOL_VERSION, notification
+from podman_rpc.protocol.envelope import PROGRESS_METHOD, notification
 from podman_rpc.protocol.errors import Overloaded, RpcError, ShuttingDown
 from podman_rpc.protocol.registry import Lane, MethodSpec, Role
 from podman_rpc.protocol.version import VERSION
@@ -27,6 +24,10 @@ if TYPE_CHECKING:
     from podman_rpc.daemon.rpc.transport import Connection
 
 DAEMON_VERSION = VERSION
+
+
+def _nothing() -> None:
+    pass
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -55,95 +56,42 @@ def instance_alive(instance_id: str) -> bool:
     return process_start_ticks(pid) == ticks
 
 
-@dataclass
-class Counters:
-    """Requests by method and outcome (containers reaped: ``DaemonState.status_view``).
+class DaemonState:
+    """What every handler may read: config, the Podman pool, lanes, counters, status.
 
-    ``disconnected``: ended because their client went away, so neither served nor failed.
+    Its collaborators come in through the constructor: ``access`` decides who may
+    connect and call what; ``on_activity`` is called when a connection opens or
+    closes and when a request finishes (the idle timer's clock, daemon.ops.idle).
     """
 
-    served: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    failed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    disconnected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-
-class DaemonState:
-    """What every handler may read: config, the Podman pool, lanes and counters."""
-
     def __init__(self, config: Config, pool: PodmanPool,
-                 access: AccessControl | OpenAccess | None = None) -> None:
+                 access: AccessControl | OpenAccess | None = None,
+                 on_activity: Callable[[], None] | None = None) -> None:
         self.config = config
         self.pool = pool
         self.instance_id = make_instance_id()
-        self.started_ns = time.monotonic_ns()  # uptime in whole nanoseconds: no float rounding
-        self.lanes = {lane.value: LaneLimiter(lane.value, config.lane(lane), self._lanes_changed)
-                      for lane in Lane}
-        self.lane_stats = {name: lane.stats for name, lane in self.lanes.items()}  # live views
+        self.draining = False  # shutting down: new connections and Podman-bound calls refused
         self.counters = Counters()
         self.connections: set[Connection] = set()
+        self.status = StatusView(self.instance_id, pool, self.counters, self.connections)
+        self.lanes = {lane.value: self.status.add_lane(
+            LaneLimiter(lane.value, config.lane(lane), self.status.lanes_changed)) for lane in Lane}
         self.partial_budget = PartialBudget(config.max_partial_bytes_total)
-        self.status_view = self._status_view()
         self.active_containers: set[str] = set()
         self.background: set[asyncio.Task[Any]] = set()
-        self.on_activity: Callable[[], None] = lambda: None
+        self.on_activity: Callable[[], None] = on_activity or _nothing
         # Who may connect and what each peer may call (daemon.guard.access); without it, everyone
         # is admitted as admin.
         self.access: AccessControl | OpenAccess = access if access is not None else OpenAccess()
 
-    # --- what ``status`` reports --------------------------------------------------------
-    # status is polled far more often than any of its figures changes, so each figure
-    # is written into status_view where it changes, and status stamps only the uptime.
-    def _status_view(self) -> dict[str, Any]:
-        counters = self.counters
-        return {
-            "version": DAEMON_VERSION,
-            "protocol_version": PROTOCOL_VERSION,
-            "instance_id": self.instance_id,
-            "uptime_s": 0.0,
-            "podman": self.pool.figures,  # socket, reachable, version: the pool keeps them
-            "connections": 0,
-            "lanes": self._encoded_lanes(),
-            "requests": {"served": counters.served, "failed": counters.failed,  # live dicts
-                         "disconnected": counters.disconnected},
-            "containers_reaped": 0,
-            "draining": False,
-        }
-
-    def _encoded_lanes(self) -> orjson.Fragment:
-        """Every lane's figures, 20 numbers encoded once per change instead of per call."""
-        return orjson.Fragment(orjson.dumps(self.lane_stats))
-
-    def _lanes_changed(self) -> None:
-        self.status_view["lanes"] = self._encoded_lanes()
-
-    @property
-    def draining(self) -> bool:
-        """Shutting down: new connections and Podman-bound calls are refused."""
-        return bool(self.status_view["draining"])
-
-    @draining.setter
-    def draining(self, value: bool) -> None:
-        self.status_view["draining"] = value
-
-    @property
-    def podman_version(self) -> str | None:
-        version: str | None = self.pool.figures["version"]
-        return version
-
-    @podman_version.setter
-    def podman_version(self, version: str | None) -> None:
-        self.pool.figures["version"] = version
-
     def connection_opened(self, connection: Connection) -> None:
         self.connections.add(connection)
-        self.status_view["connections"] = len(self.connections)
 
     def connection_closed(self, connection: Connection) -> None:
         self.connections.discard(connection)
-        self.status_view["connections"] = len(self.connections)
 
     def container_reaped(self) -> None:
-        self.status_view["containers_reaped"] += 1
+        self.status.containers_reaped += 1
 
     def admit(self, connection: Connection) -> RpcError | None:
         """Why a new connection must be refused, or None to accept it."""
@@ -210,9 +158,6 @@ class CallContext:
         """Trusted: sees and acts on every container and image, whoever created it."""
         return self.role is Role.ADMIN
 
-    def remaining(self) -> float:
-        return self.deadline - asyncio.get_running_loop().time()
-
     def progress(self, stream: str, line: Any) -> None:
         """Send a ``$/progress`` notification, if the caller asked for them."""
         if self.want_progress and self.connection is not None:
@@ -220,4 +165,4 @@ class CallContext:
                 "id": self.request_id, "stream": stream, "line": line}))
 
 
-__all__ = ["CallContext", "DaemonState", "DAEMON_VERSION", "PROTOCOL_VERSION"]
+__all__ = ["CallContext", "Counters", "DaemonState", "DAEMON_VERSION"]

@@ -7,7 +7,7 @@ because the caller's deadline scope already encloses :meth:`LaneLimiter.slot`.
 Each lane keeps its figures in :attr:`LaneLimiter.stats`, a dict updated in place on
 every change, and calls ``on_change`` after each update: ``status`` is polled far
 more often than lanes change, so the daemon encodes the figures once per change
-(see ``DaemonState._lanes_changed``) instead of once per call.
+(see ``StatusView.lanes_changed``) instead of once per call.
 """
 
 from __future__ import annotations
