@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -55,6 +55,13 @@ def instance_alive(instance_id: str) -> bool:
     return process_start_ticks(pid) == ticks
 
 
+def _drop(counts: Counter[Any], key: Any) -> None:
+    """One fewer for ``key``; an entry at zero goes, so the counters never grow with churn."""
+    counts[key] -= 1
+    if counts[key] <= 0:
+        del counts[key]
+
+
 @dataclass
 class Counters:
     """Requests by method and outcome (containers reaped: ``DaemonState.status_view``).
@@ -81,6 +88,9 @@ class DaemonState:
         self.lane_stats = {name: lane.stats for name, lane in self.lanes.items()}  # live views
         self.counters = Counters()
         self.connections: set[Connection] = set()
+        # Open connections by uid and by (uid, pid), for the admission caps.
+        self._per_uid: Counter[int] = Counter()
+        self._per_process: Counter[tuple[int, int]] = Counter()
         self.partial_budget = PartialBudget(config.max_partial_bytes_total)
         self.status_view = self._status_view()
         self.active_containers: set[str] = set()
@@ -137,28 +147,47 @@ class DaemonState:
     def connection_opened(self, connection: Connection) -> None:
         self.connections.add(connection)
         self.status_view["connections"] = len(self.connections)
+        peer = connection.peer
+        if peer is not None:
+            self._per_uid[peer.uid] += 1
+            self._per_process[(peer.uid, peer.pid)] += 1
 
     def connection_closed(self, connection: Connection) -> None:
+        if connection not in self.connections:
+            return  # refused at admission: never counted
         self.connections.discard(connection)
         self.status_view["connections"] = len(self.connections)
+        peer = connection.peer
+        if peer is not None:
+            _drop(self._per_uid, peer.uid)
+            _drop(self._per_process, (peer.uid, peer.pid))
 
     def container_reaped(self) -> None:
         self.status_view["containers_reaped"] += 1
 
     def admit(self, connection: Connection) -> RpcError | None:
-        """Why a new connection must be refused, or None to accept it."""
+        """Why a new connection must be refused, or None to accept it.
+
+        Past the per-uid cap a uid is refused; past the per-process cap (half the
+        per-uid one by default) a process is, so one process holding connections
+        cannot lock out the other processes of its uid.
+        """
         if self.draining:
             return ShuttingDown()
-        if len(self.connections) >= self.config.max_connections:
-            return Overloaded("Too many connections", {"limit": self.config.max_connections,
+        config = self.config
+        if len(self.connections) >= config.max_connections:
+            return Overloaded("Too many connections", {"limit": config.max_connections,
                                                         "retry_after_ms": 1000})
         peer = connection.peer
         if peer is not None:
-            same_uid = sum(1 for c in self.connections if c.peer and c.peer.uid == peer.uid)
-            if same_uid >= self.config.max_connections_per_uid:
+            if self._per_uid.get(peer.uid, 0) >= config.max_connections_per_uid:
                 return Overloaded("Too many connections for this uid",
-                                  {"limit": self.config.max_connections_per_uid,
+                                  {"limit": config.max_connections_per_uid, "scope": "uid",
                                    "retry_after_ms": 1000})
+            per_pid = config.connections_per_pid
+            if peer.pid > 0 and self._per_process.get((peer.uid, peer.pid), 0) >= per_pid:
+                return Overloaded("Too many connections for this process",
+                                  {"limit": per_pid, "scope": "pid", "retry_after_ms": 1000})
         return self.access.check(peer)
 
     def in_flight(self) -> int:
