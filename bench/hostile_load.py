@@ -57,9 +57,12 @@ async def flood(path: str, total: int) -> dict[str, Any]:
     return {**counts, "seconds": time.perf_counter() - started}
 
 
-def _fuzz_frames(rng: random.Random) -> bytes:
+FUZZ_KINDS = 10
+
+
+def _fuzz_frames(rng: random.Random, kinds: list[int]) -> bytes:
     """A mix of what a broken or hostile client sends, each frame one line."""
-    kind = rng.randrange(10)
+    kind = rng.choice(kinds)
     rid = rng.randrange(1 << 30)
     if kind == 0:
         return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))).replace(
@@ -84,7 +87,8 @@ def _fuzz_frames(rng: random.Random) -> bytes:
     return rng.choice([b"123\n", b'"x"\n', b"[]\n", b"{}\n", b"null\n", b"{\"jsonrpc\":\n"])
 
 
-async def _fuzz_one(path: str, until: float, seed: int, sent: list[int]) -> None:
+async def _fuzz_one(path: str, until: float, seed: int, sent: list[int],
+                    kinds: list[int]) -> None:
     rng = random.Random(seed)
     while time.monotonic() < until:
         try:
@@ -100,7 +104,7 @@ async def _fuzz_one(path: str, until: float, seed: int, sent: list[int]) -> None
         draining = asyncio.ensure_future(drain_replies())
         try:
             while time.monotonic() < until and not draining.done():
-                frames = [_fuzz_frames(rng) for _ in range(50)]
+                frames = [_fuzz_frames(rng, kinds) for _ in range(50)]
                 writer.write(b"".join(frames))
                 sent[0] += len(frames)
                 await writer.drain()
@@ -111,11 +115,14 @@ async def _fuzz_one(path: str, until: float, seed: int, sent: list[int]) -> None
             draining.cancel()
 
 
-async def fuzz(path: str, conns: int, seconds: float) -> dict[str, Any]:
-    """``conns`` connections send fuzz frames for ``seconds``, reading what comes back."""
+async def fuzz(path: str, conns: int, seconds: float,
+               kinds: list[int] | None = None) -> dict[str, Any]:
+    """``conns`` connections send fuzz frames (of ``kinds``, default all) for ``seconds``."""
     until = time.monotonic() + seconds
     sent = [0]
-    await asyncio.gather(*(_fuzz_one(path, until, seed, sent) for seed in range(conns)))
+    chosen = kinds or list(range(FUZZ_KINDS))
+    await asyncio.gather(*(_fuzz_one(path, until, seed, sent, chosen)
+                           for seed in range(conns)))
     return {"frames": sent[0], "conns": conns, "seconds": seconds}
 
 
@@ -163,11 +170,13 @@ def main() -> None:
     parser.add_argument("--trickle", type=int, default=250)
     parser.add_argument("--big", type=int, default=250)
     parser.add_argument("--limit", type=float, default=40.0)
+    parser.add_argument("--kinds", help="fuzz: comma-separated frame kinds (0-9), default all")
     args = parser.parse_args()
     if args.shape == "flood":
         figures = asyncio.run(flood(args.socket, args.total))
     elif args.shape == "fuzz":
-        figures = asyncio.run(fuzz(args.socket, args.conns, args.seconds))
+        kinds = [int(k) for k in args.kinds.split(",")] if args.kinds else None
+        figures = asyncio.run(fuzz(args.socket, args.conns, args.seconds, kinds))
     else:
         figures = asyncio.run(slow(args.socket, args.trickle, args.big, args.limit))
     print(json.dumps(figures), flush=True)

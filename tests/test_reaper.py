@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from podman_rpc.daemon.ops.leftovers import ProcessTable, conmon_container, kill_tree
 from podman_rpc.daemon.ops.reaper import DEADLINE_GRACE, verdict
 from podman_rpc.daemon.podman.labels import (
     AUTO_REMOVE,
@@ -320,3 +321,34 @@ def test_podman_sigkilled_mid_runs_leaves_no_process_or_container(
         if instance:
             remove(*instance_containers(instance))
         own.stop()
+
+
+# --- the /proc side, without Podman ---------------------------------------------------------
+
+@pytest.mark.parametrize("argv, expected", [
+    (["/usr/bin/conmon", "--api-version", "1", "-c", "abc", "-u", "abc", "-n", "x"], "abc"),
+    (["conmon", "--cid", "def", "-n", "x"], "def"),
+    (["conmon", "--cid=ghi"], "ghi"),
+    (["conmon", "-n", "x", "-c"], None),  # cut short: names nothing
+    (["conmon", "--version"], None),
+])
+def test_conmon_command_lines_name_their_container(argv: list[str], expected: str | None) -> None:
+    assert conmon_container(argv) == expected
+
+
+def test_a_containers_tree_is_killed_children_first() -> None:
+    """conmon 10 (container c) has runc init 11, whose child 12 runs the workload; conmon 20
+    is another container's. The kill order must put every child before its parent."""
+    table = ProcessTable(conmons={"c": [10], "other": [20]},
+                         children={1: [10, 20], 10: [11], 11: [12], 20: [21]})
+    order = table.tree("c")
+    assert sorted(order) == [10, 11, 12]
+    assert order.index(12) < order.index(11) < order.index(10)
+    assert table.tree("absent") == []
+
+
+def test_kill_tree_skips_a_pid_that_now_belongs_to_another_process() -> None:
+    """Our own pid, recorded with a start time it does not have: never signalled."""
+    me = os.getpid()
+    table = ProcessTable(conmons={"c": [me]}, started={me: -1})
+    assert kill_tree(table, "c") == []
