@@ -19,7 +19,8 @@ from tests.rig.daemon import REPO, DaemonProcess, RawConnection
 from tests.rig.podman import PodmanService, ensure_busybox_image, podman_env
 
 # Enough connections for the idle-connection case, above the daemon's defaults.
-DAEMON_CONFIG = "max_connections = 1200\nmax_connections_per_uid = 1200\n"
+DAEMON_CONFIG = ("max_connections = 1200\nmax_connections_per_uid = 1200\n"
+                 "max_connections_per_pid = 1200\n")
 
 
 def raise_nofile(wanted: int) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """``python -m bench``: every case side by side in one run; markdown tables on stdout.
 
     python -m bench [--quick] [--plot latency.png] [--results bench/RESULTS.md]
-                    [--only ping,local,throughput,listing,run,memory,cold]
+                    [--only ping,local,throughput,listing,run,memory,cold,hostile,podkill]
 
 It starts its own Podman service, daemon and line server (see bench/rig.py)
 and stops them at the end. A case that fails is reported in the table and
@@ -24,12 +24,13 @@ from pathlib import Path
 
 import orjson
 
-from bench import cases_resources, cases_rpc, cases_run
+from bench import cases_hostile, cases_podkill, cases_resources, cases_rpc, cases_run
 from bench.clients import LineClient, NotImplementedByDaemon
 from bench.rig import BenchRig, raise_nofile
 from bench.stats import Measurement, Ratio, absolute, measurements_table, ratio, ratio_table
 
-CASES = ("ping", "local", "throughput", "listing", "run", "memory", "cold")
+CASES = ("ping", "local", "throughput", "listing", "run", "memory", "cold", "hostile",
+         "podkill")
 
 
 def machine() -> str:
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
     n = cases_rpc.QUICK if args.quick else cases_rpc.FULL
+    hostile = cases_hostile.QUICK if args.quick else cases_hostile.FULL
     soft, hard = raise_nofile(n.idle_conns + 512)  # before any child starts: they inherit it
     rows: list[Measurement] = []
     failures: list[str] = []
@@ -188,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
                                                                 n.idle_conns)),
             ("memory", lambda: cases_resources.soak(dsock, rig.daemon_pid, n.soak)),
             ("cold", lambda: cases_resources.cold_start(psock, n.cold_runs)),
+            ("hostile", lambda: cases_hostile.flood_beside_steady(dsock, hostile)),
+            ("hostile", lambda: cases_hostile.fuzz_storm(dsock, rig.daemon_pid, hostile)),
+            ("hostile", lambda: cases_hostile.slow_clients(rig.directory, psock, hostile)),
+            ("podkill", lambda: cases_podkill.podman_kill_cycles(
+                rig.directory, *((1, 10) if args.quick else (5, 30)))),
         ]
         for case, fn in plan:
             if case in only:
@@ -201,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{os.getloadavg()[0]:.1f} at end (other work on the machine skews every figure).\n")
     report = (header + "\n" + measurements_table(rows) + "\n\nTargets (issue 8), same run:\n\n"
               + ratio_table(ratios(rows)) + "\n")
+    hostile_targets = cases_hostile.targets(rows, hostile) + cases_podkill.targets(rows)
+    if hostile_targets:
+        report += "\nTargets (issue 18), same run:\n\n" + ratio_table(hostile_targets) + "\n"
     print(report)
     if args.results:
         args.results.write_text(report)

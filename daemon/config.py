@@ -63,6 +63,9 @@ class Config:
     max_in_flight_per_connection: int = 64
     max_connections: int = 1024
     max_connections_per_uid: int = 256
+    # One process may hold at most this many of its uid's connections (None: half the
+    # per-uid cap), so one process cannot lock the rest of its uid out.
+    max_connections_per_pid: int | None = None
     partial_line_timeout: float = 30.0
     max_partial_bytes_total: int = 64 << 20  # partial lines buffered over all connections
     write_timeout: float = 30.0
@@ -83,6 +86,13 @@ class Config:
     # who may connect ([daemon.access]) and what a run may ask of Podman ([daemon.policy])
     access: AccessConfig = field(default_factory=AccessConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+
+    @property
+    def connections_per_pid(self) -> int:
+        """The per-process connection cap in force (``max_connections_per_pid`` or its default)."""
+        if self.max_connections_per_pid is not None:
+            return self.max_connections_per_pid
+        return max(1, self.max_connections_per_uid // 2)
 
     def lane(self, lane: Lane | str) -> LaneConfig:
         return self.lanes[lane.value if isinstance(lane, Lane) else lane]

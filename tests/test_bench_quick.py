@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
 # Case names as printed; a skipped group is printed under its --only name instead.
 CASE_NAMES = [{"ping"}, {"local"}, {"throughput"}, {"ps", "listing"}, {"images", "listing"},
-              {"run"}, {"run throughput", "run"}, {"memory"}, {"cold start", "cold"}]
+              {"run"}, {"run throughput", "run"}, {"memory"}, {"cold start", "cold"},
+              {"hostile"}, {"podkill"}]
 
 
 def _table(lines: list[str], header: str) -> list[list[str]]:

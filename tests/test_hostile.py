@@ -6,7 +6,9 @@ the daemon serving; a reader that never reads must not make it buffer without bo
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +19,7 @@ import orjson
 import pytest
 
 from tests.rig.daemon import DaemonProcess, RawConnection
+from tests.rig.peer import GROUP_ACCESS, SYSTEM_PYTHON, setpriv_args
 
 pytestmark = pytest.mark.podman
 
@@ -25,6 +28,7 @@ max_json_depth = 10
 max_batch = 5
 max_params_bytes = 1024
 max_connections_per_uid = 4
+max_connections_per_pid = 4
 partial_line_timeout = 0.5
 write_timeout = 1.0
 write_buffer_high = 65536
@@ -148,6 +152,67 @@ def test_connections_per_uid(limited: DaemonProcess) -> None:
     finally:
         for conn in held:
             conn.close()
+
+
+HOLDER = r"""
+import json, socket, sys
+held, refusals = [], []
+for _ in range(int(sys.argv[2])):
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(10)
+    sock.connect(sys.argv[1])
+    sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"status"}\n')
+    data = b""
+    while b"\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    reply = json.loads(data.split(b"\n")[0])
+    if "result" in reply:
+        held.append(sock)
+    else:
+        refusals.append(reply["error"])
+        sock.close()
+print(json.dumps({"held": len(held), "refusals": refusals}), flush=True)
+sys.stdin.read()  # hold the connections until the test closes our stdin
+"""
+
+
+def _holder(socket_path: Path, tries: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """A process of uid 65534 that opens ``tries`` connections and holds those admitted."""
+    process = subprocess.Popen([*setpriv_args(), SYSTEM_PYTHON, "-c", HOLDER, str(socket_path),
+                                str(tries)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True, cwd="/")
+    assert process.stdout is not None
+    return process, json.loads(process.stdout.readline())
+
+
+def test_one_process_cannot_take_all_of_its_uids_connections(open_daemons: Any) -> None:
+    """Per uid 4, so per process 2 (half, the default): a process holding all it may hold
+    leaves room for another process of the same uid; past the uid's 4, a third is refused."""
+    daemon = open_daemons("max_connections_per_uid = 4\n" + GROUP_ACCESS)
+    processes = []
+    try:
+        first, got = _holder(daemon.socket_path, 6)
+        processes.append(first)
+        assert got["held"] == 2 and len(got["refusals"]) == 4, got
+        for refusal in got["refusals"]:
+            assert refusal["code"] == -32000 and refusal["data"]["scope"] == "pid"
+            assert refusal["data"]["limit"] == 2
+        second, got = _holder(daemon.socket_path, 2)  # same uid, another process: admitted
+        processes.append(second)
+        assert got == {"held": 2, "refusals": []}, got
+        third, got = _holder(daemon.socket_path, 1)
+        processes.append(third)
+        assert got["held"] == 0 and got["refusals"][0]["data"]["scope"] == "uid", got
+    finally:
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.close()
+            process.wait(10)
+    with daemon.connect() as conn:  # root, another uid: never counted against 65534
+        assert conn.call("status")["draining"] is False
 
 
 def test_total_connections(make_daemon: MakeDaemon) -> None:

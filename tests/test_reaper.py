@@ -7,18 +7,23 @@ do not depend on ``run``; the last one is the issue's end-to-end scenario
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from podman_rpc.daemon.ops.leftovers import ProcessTable, conmon_container, kill_tree
 from podman_rpc.daemon.ops.reaper import DEADLINE_GRACE, verdict
 from podman_rpc.daemon.podman.labels import (
     AUTO_REMOVE,
     DEADLINE,
+    DETACHED,
     INSTANCE,
     OWNER,
     OWNER_VALUE,
@@ -26,7 +31,7 @@ from podman_rpc.daemon.podman.labels import (
 )
 from podman_rpc.daemon.rpc.context import process_start_ticks
 from tests.rig.daemon import DaemonProcess
-from tests.rig.podman import BUSYBOX_IMAGE, podman
+from tests.rig.podman import BUSYBOX_IMAGE, PodmanService, podman
 
 FAST_REAPER = "reap_interval = 0.3\n"
 
@@ -91,10 +96,16 @@ def instance_containers(instance: str) -> list[str]:
 # --- the decision, without Podman ------------------------------------------------------
 
 def _attrs(instance: str, *, deadline: float, state: str = "running", auto_remove: bool = True,
-           owner: str = OWNER_VALUE, name: str = "c1") -> dict[str, Any]:
-    return {"Id": "id-" + name, "Names": [name], "State": state,
-            "Labels": {OWNER: owner, INSTANCE: instance, DEADLINE: str(deadline),
-                       AUTO_REMOVE: "true" if auto_remove else "false"}}
+           owner: str = OWNER_VALUE, name: str = "c1", created: Any = None,
+           detached: bool = False) -> dict[str, Any]:
+    labels = {OWNER: owner, INSTANCE: instance, DEADLINE: str(deadline),
+              AUTO_REMOVE: "true" if auto_remove else "false"}
+    if detached:
+        labels[DETACHED] = "true"
+    attrs = {"Id": "id-" + name, "Names": [name], "State": state, "Labels": labels}
+    if created is not None:
+        attrs["Created"] = created
+    return attrs
 
 
 @pytest.mark.parametrize("attrs, active, expected", [
@@ -114,6 +125,18 @@ def _attrs(instance: str, *, deadline: float, state: str = "running", auto_remov
     (_attrs("gone", deadline=500, state="exited"), set(), "instance gone"),
     (_attrs("me", deadline=50, state="running", auto_remove=False), set(), "deadline passed"),
     (_attrs("gone", deadline=500, state="created", auto_remove=False), set(), "instance gone"),
+    # Unfinished, of this instance, nobody supervising it, older than the grace: an orphan
+    # (its request gave up while Podman was away), whatever state Podman recorded.
+    (_attrs("me", deadline=500, created=90.0), set(), "orphaned"),
+    (_attrs("me", deadline=500, state="created", created="1970-01-01T00:01:30.5Z"), set(),
+     "orphaned"),
+    (_attrs("me", deadline=500, state="configured", auto_remove=False, created=90), set(),
+     "orphaned"),
+    (_attrs("me", deadline=500, created=99.0), set(), None),  # just created: its request
+    (_attrs("me", deadline=500, created=90.0), {"c1"}, None),  # ...or supervised
+    (_attrs("me", deadline=500, created=90.0, detached=True), set(), None),  # detached: kept
+    (_attrs("me", deadline=50, created=90.0, detached=True), set(), "deadline passed"),
+    (_attrs("other-live", deadline=500, created=90.0), set(), None),  # another daemon's
 ])
 def test_verdict(attrs: dict[str, Any], active: set[str], expected: str | None) -> None:
     assert verdict(attrs, now=100.0, own_instance="me", active=active,
@@ -209,3 +232,123 @@ def test_sigkilled_daemon_leaves_no_containers_after_restart(
     remaining = instance_containers(instance)
     remove(*remaining)
     assert left and not remaining, f"left behind: {remaining}: {second.log()}"
+
+
+# --- Podman SIGKILLed under runs, restarted: no process and no container may remain ---------
+
+def conmons_named(prefix: str) -> dict[int, str]:
+    """Live conmon processes whose container name (``-n``) starts with ``prefix``: pid -> id."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if not argv or Path(argv[0]).name != "conmon":
+            continue
+        args = dict(zip(argv, argv[1:], strict=False))
+        if args.get("-n", "").startswith(prefix):
+            found[int(entry.name)] = args.get("-c", "")
+    return found
+
+
+def processes_in(container_ids: set[str]) -> list[int]:
+    """Live processes whose cgroup names one of these containers (``runc init``, the workload)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cgroup = (entry / "cgroup").read_text()
+            except OSError:
+                continue
+            if any(cid in cgroup for cid in container_ids):
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_podman_sigkilled_mid_runs_leaves_no_process_or_container(
+        make_daemon: Callable[..., DaemonProcess], tmp_path: Path) -> None:
+    """30 runs in flight on the daemon's own Podman; Podman SIGKILLed, restarted 2 s later.
+    Within reap_interval + 5 s no conmon naming a run, no process in a run's cgroup and no
+    container of the daemon's instance may remain."""
+    reap_interval, runs = 1.0, 30
+    own = PodmanService(tmp_path)
+    own.start()
+    daemon = make_daemon(f"reap_interval = {reap_interval}\n"
+                         f"lanes = {{ run = {{ cap = {runs}, queue = {runs} }} }}\n", start=False)
+    daemon.podman_socket = own.socket_path
+    daemon.start()
+    prefix = f"podkill-{uuid.uuid4().hex[:8]}-"
+    connections = [daemon.connect() for _ in range(runs)]
+    seen: dict[int, str] = {}
+    instance = ""
+    try:
+        with daemon.connect() as conn:
+            instance = conn.call("status")["instance_id"]
+        for index, connection in enumerate(connections):
+            connection.send({"jsonrpc": "2.0", "id": index, "method": "run",
+                             "params": {"image": BUSYBOX_IMAGE, "command": ["sleep", "120"],
+                                        "timeout": 120, "name": f"{prefix}{index}"}})
+        # Kill while some runs are up and others are still being created or started.
+        assert wait_until(lambda: seen.update(conmons_named(prefix)) or len(seen) >= runs // 3,
+                          limit=60, step=0.05), (seen, daemon.log())
+        own.kill()
+        seen.update(conmons_named(prefix))
+        time.sleep(2)
+        own.start()
+        restarted = time.monotonic()
+        seen.update(conmons_named(prefix))
+        container_ids = {cid for cid in seen.values() if cid}
+
+        def clean() -> bool:
+            return not (conmons_named(prefix) or processes_in(container_ids)
+                        or instance_containers(instance))
+
+        done = wait_until(clean, limit=reap_interval + 5, step=0.2)
+        took = time.monotonic() - restarted
+        left = (conmons_named(prefix), processes_in(container_ids), instance_containers(instance))
+        print(f"{len(seen)} conmons seen; clean {took:.1f} s after Podman restarted; left {left}")
+        assert done, f"left after {took:.1f} s: {left}\n{daemon.log()}"
+    finally:
+        for connection in connections:
+            connection.close()
+        daemon.stop()
+        for pid in conmons_named(prefix):  # never leave our runs' processes to the host
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if instance:
+            remove(*instance_containers(instance))
+        own.stop()
+
+
+# --- the /proc side, without Podman ---------------------------------------------------------
+
+@pytest.mark.parametrize("argv, expected", [
+    (["/usr/bin/conmon", "--api-version", "1", "-c", "abc", "-u", "abc", "-n", "x"], "abc"),
+    (["conmon", "--cid", "def", "-n", "x"], "def"),
+    (["conmon", "--cid=ghi"], "ghi"),
+    (["conmon", "-n", "x", "-c"], None),  # cut short: names nothing
+    (["conmon", "--version"], None),
+])
+def test_conmon_command_lines_name_their_container(argv: list[str], expected: str | None) -> None:
+    assert conmon_container(argv) == expected
+
+
+def test_a_containers_tree_is_killed_children_first() -> None:
+    """conmon 10 (container c) has runc init 11, whose child 12 runs the workload; conmon 20
+    is another container's. The kill order must put every child before its parent."""
+    table = ProcessTable(conmons={"c": [10], "other": [20]},
+                         children={1: [10, 20], 10: [11], 11: [12], 20: [21]})
+    order = table.tree("c")
+    assert sorted(order) == [10, 11, 12]
+    assert order.index(12) < order.index(11) < order.index(10)
+    assert table.tree("absent") == []
+
+
+def test_kill_tree_skips_a_pid_that_now_belongs_to_another_process() -> None:
+    """Our own pid, recorded with a start time it does not have: never signalled."""
+    me = os.getpid()
+    table = ProcessTable(conmons={"c": [me]}, started={me: -1})
+    assert kill_tree(table, "c") == []

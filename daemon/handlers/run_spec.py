@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from podman_rpc.daemon.guard.confine import confinement, harden_options
 from podman_rpc.daemon.guard.policy_rules import MOUNT_OPTIONS
+from podman_rpc.daemon.podman.labels import DETACHED
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import InvalidParams
 from podman_rpc.protocol.sizes import GRAMMAR as SIZE_GRAMMAR
@@ -163,7 +164,8 @@ def create_body(params: m.Run, *, name: str, labels: dict[str, str], kill_margin
     body: dict[str, Any] = {
         "image": params.image,
         "name": name,
-        "labels": labels,
+        # A detached run outlives its request: the reaper must not take it for an orphan.
+        "labels": {**labels, DETACHED: "true"} if params.detach else labels,
         "env": parse_key_values(params.env, "env"),
         "resource_limits": {
             "memory": {"limit": size_param(params.memory, "memory"),

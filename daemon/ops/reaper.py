@@ -10,7 +10,12 @@ A labelled container is reaped when:
   ``context.instance_alive``): this covers a daemon SIGKILLed mid-run, and lets
   several daemons share one host without reaping each other's live work;
 * it has exited, was made by this instance, no request of ours is still
-  collecting it (not in ``state.active_containers``) and it was auto-remove.
+  collecting it (not in ``state.active_containers``) and it was auto-remove;
+* it was made by this instance, has not finished, no request of ours supervises
+  it (not in ``active_containers``, not a detached run) and it is older than
+  :data:`ORPHAN_GRACE`: its request failed while Podman was away (SIGKILLed,
+  restarting), so its cleanup never reached Podman. The grace covers the moment
+  between Podman recording a create and the request learning the new id.
 
 One exception to all three: an exited container whose caller asked to keep it
 (``AUTO_REMOVE`` false) is the caller's to remove; a running one past its
@@ -18,6 +23,12 @@ deadline is still killed and removed.
 
 Running containers are SIGKILLed before removal: ``rm --force`` would first send
 SIGTERM and wait the stop timeout (10 s), which a ``sleep`` as PID 1 ignores.
+Removing a container is not always the end of its processes: Podman SIGKILLed
+mid-start forgets that ``runc create`` ran, and its removal leaves ``conmon`` and
+``runc init`` alive. After each removal, and for any container of ours that
+vanished from Podman's list, the pass kills what ``daemon.ops.leftovers`` finds
+of it in /proc.
+
 The pass runs once before the daemon serves, then every ``reap_interval``.
 Each pass lists once and removes with a small bounded concurrency, so a slow
 Podman never makes passes pile up and the reaper never takes more than a few
@@ -28,15 +39,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import structlog
 
+from podman_rpc.daemon.ops.leftovers import kill_leftovers
 from podman_rpc.daemon.podman.labels import (
     AUTO_REMOVE,
     DEADLINE,
+    DETACHED,
     INSTANCE,
     OWNER,
     OWNER_VALUE,
@@ -54,6 +69,11 @@ DEADLINE_GRACE = 1.0
 PARALLEL_REMOVALS = 4
 # The startup pass runs before serving; past this budget the periodic pass takes over.
 STARTUP_BUDGET = 20.0
+# Seconds an unfinished container of ours must exist, unsupervised, before it is an orphan.
+ORPHAN_GRACE = 3.0
+# Seconds a container of ours is remembered after it left Podman's list, so that what
+# it left behind is found in the passes after.
+REMEMBER_GONE = 60.0
 
 
 def list_owned(client: Any) -> list[dict[str, Any]]:
@@ -79,6 +99,25 @@ def _deadline(labels: dict[str, str]) -> float | None:
         return None
 
 
+def created_unix(attrs: dict[str, Any]) -> float | None:
+    """When Podman created the container (list's ``Created``: RFC 3339 text or Unix time).
+
+    Go writes nanoseconds, which ``datetime`` does not read: the fraction is cut to micros.
+    """
+    created = attrs.get("Created")
+    if isinstance(created, (int, float)) and not isinstance(created, bool):
+        return float(created)
+    match = _RFC3339.match(created) if isinstance(created, str) else None
+    if match is None:
+        return None
+    base, fraction, zone = match.groups()
+    zone = "+00:00" if zone in (None, "Z") else zone
+    return datetime.fromisoformat(base + (fraction or "")[:7] + zone).timestamp()
+
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?")
+
+
 def verdict(attrs: dict[str, Any], *, now: float, own_instance: str,
             active: set[str] | frozenset[str], alive: Callable[[str], bool],
             stopping: bool = False) -> str | None:
@@ -99,10 +138,17 @@ def verdict(attrs: dict[str, Any], *, now: float, own_instance: str,
     instance = labels.get(INSTANCE, "")
     if instance != own_instance:
         return None if alive(instance) else "instance gone"
-    if not finished:
-        return "daemon stopping" if stopping else None
     names = set(attrs.get("Names") or ())
-    if attrs.get("Id") in active or names & set(active):
+    supervised = attrs.get("Id") in active or bool(names & set(active))
+    if not finished:
+        if stopping:
+            return "daemon stopping"
+        created = created_unix(attrs)
+        if (supervised or labels.get(DETACHED) == "true" or created is None
+                or now - created < ORPHAN_GRACE):
+            return None
+        return "orphaned"  # its request gave up while Podman was away
+    if supervised:
         return None  # a request of ours is still collecting its result
     return "exited, uncollected"
 
@@ -113,6 +159,8 @@ class Reaper:
     def __init__(self, state: DaemonState) -> None:
         self.state = state
         self._task: asyncio.Task[None] | None = None
+        # Our containers by id, when a pass last listed them (see _sweep).
+        self._seen: dict[str, float] = {}
 
     async def reap_once(self, stopping: bool = False) -> int:
         """One pass: list our containers, reap those with a verdict. Returns how many."""
@@ -131,16 +179,35 @@ class Reaper:
                   if (reason := verdict(attrs, now=now, own_instance=state.instance_id,
                                         active=active, alive=alive,
                                         stopping=stopping)) is not None]
-        if not doomed:
-            return 0
-        gate = asyncio.Semaphore(PARALLEL_REMOVALS)
+        count = 0
+        if doomed:
+            gate = asyncio.Semaphore(PARALLEL_REMOVALS)
 
-        async def reap(attrs: dict[str, Any], reason: str) -> bool:
-            async with gate:
-                return await self._reap(attrs, reason)
+            async def reap(attrs: dict[str, Any], reason: str) -> bool:
+                async with gate:
+                    return await self._reap(attrs, reason)
 
-        results = await asyncio.gather(*(reap(a, r) for a, r in doomed))
-        return sum(results)
+            count = sum(await asyncio.gather(*(reap(a, r) for a, r in doomed)))
+        await self._sweep(listed, [attrs for attrs, _ in doomed])
+        return count
+
+    async def _sweep(self, listed: list[dict[str, Any]], doomed: list[dict[str, Any]]) -> None:
+        """Kill what is left of the containers just reaped and of ours that left the list."""
+        now = time.monotonic()
+        listed_ids = {str(attrs.get("Id", "")) for attrs in listed}
+        seen = self._seen
+        for container_id in listed_ids:
+            seen[container_id] = now
+        gone = [cid for cid in seen if cid not in listed_ids]
+        for container_id in gone:
+            if now - seen[container_id] > REMEMBER_GONE:
+                del seen[container_id]
+        targets = sorted({str(attrs.get("Id", "")) for attrs in doomed} | set(gone))
+        if not targets:
+            return
+        killed = await asyncio.to_thread(kill_leftovers, targets)
+        for container_id, pids in killed.items():
+            log.warning("killed leftover processes", container_id=container_id[:12], pids=pids)
 
     async def _reap(self, attrs: dict[str, Any], reason: str) -> bool:
         container_id = str(attrs.get("Id", ""))

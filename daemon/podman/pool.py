@@ -14,7 +14,9 @@ a free worker rather than spawning new threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,9 +24,25 @@ from typing import Any, TypeVar
 
 from podman_rpc.daemon.podman.errors import map_podman_errors
 from podman_rpc.daemon.podman.http import PodmanHTTP
-from podman_rpc.protocol.errors import PodmanUnavailable
+from podman_rpc.protocol.errors import PodmanUnavailable, RpcError
 
 T = TypeVar("T")
+
+
+def release_frames(error: BaseException) -> None:
+    """Clear the locals of the finished frames behind ``error`` and the errors it chains.
+
+    A failed connect leaves its socket in a local of podman-py's (urllib3's) frame, and
+    the exception's traceback keeps that frame, and so the socket, open. The RpcError
+    travels on through futures and replies, often inside a reference cycle, so the
+    socket waited for the garbage collector: 98 of them during one outage (issue 18).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)  # skips frames still running
+        current = current.__cause__ or current.__context__
 
 
 class PodmanPool:
@@ -63,11 +81,29 @@ class PodmanPool:
         try:
             with map_podman_errors(subject):
                 result = fn(self._client(), *args)
-        except PodmanUnavailable:
+        except PodmanUnavailable as error:
             self.reachable = False
+            release_frames(error)
+            self._drop_client()
+            raise
+        except RpcError as error:
+            release_frames(error)
             raise
         self.reachable = True
         return result
+
+    def _drop_client(self) -> None:
+        """Close this thread's client after Podman went away: its kept-alive sockets are dead,
+        and the next call starts a fresh one."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            return
+        self._local.client = None
+        with self._lock:
+            if client in self._clients:
+                self._clients.remove(client)
+        with contextlib.suppress(Exception):
+            client.close()
 
     async def call(self, fn: Callable[..., T], *args: Any, subject: str = "container") -> T:
         """Run ``fn(client, *args)`` on a worker; Podman errors arrive as RpcErrors."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,13 @@ def instance_alive(instance_id: str) -> bool:
     return process_start_ticks(pid) == ticks
 
 
+def _drop(counts: Counter[Any], key: Any) -> None:
+    """One fewer for ``key``; an entry at zero goes, so the counters never grow with churn."""
+    counts[key] -= 1
+    if counts[key] <= 0:
+        del counts[key]
+
+
 class DaemonState:
     """What every handler may read: config, the Podman pool, lanes, counters, status.
 
@@ -76,6 +84,9 @@ class DaemonState:
         self.status = StatusView(self.instance_id, pool, self.counters, self.connections)
         self.lanes = {lane.value: self.status.add_lane(
             LaneLimiter(lane.value, config.lane(lane), self.status.lanes_changed)) for lane in Lane}
+        # Open connections by uid and by (uid, pid), for the admission caps.
+        self._per_uid: Counter[int] = Counter()
+        self._per_process: Counter[tuple[int, int]] = Counter()
         self.partial_budget = PartialBudget(config.max_partial_bytes_total)
         self.active_containers: set[str] = set()
         self.background: set[asyncio.Task[Any]] = set()
@@ -86,27 +97,46 @@ class DaemonState:
 
     def connection_opened(self, connection: Connection) -> None:
         self.connections.add(connection)
+        peer = connection.peer
+        if peer is not None:
+            self._per_uid[peer.uid] += 1
+            self._per_process[(peer.uid, peer.pid)] += 1
 
     def connection_closed(self, connection: Connection) -> None:
+        if connection not in self.connections:
+            return  # refused at admission: never counted
         self.connections.discard(connection)
+        peer = connection.peer
+        if peer is not None:
+            _drop(self._per_uid, peer.uid)
+            _drop(self._per_process, (peer.uid, peer.pid))
 
     def container_reaped(self) -> None:
         self.status.containers_reaped += 1
 
     def admit(self, connection: Connection) -> RpcError | None:
-        """Why a new connection must be refused, or None to accept it."""
+        """Why a new connection must be refused, or None to accept it.
+
+        Past the per-uid cap a uid is refused; past the per-process cap (half the
+        per-uid one by default) a process is, so one process holding connections
+        cannot lock out the other processes of its uid.
+        """
         if self.draining:
             return ShuttingDown()
-        if len(self.connections) >= self.config.max_connections:
-            return Overloaded("Too many connections", {"limit": self.config.max_connections,
+        config = self.config
+        if len(self.connections) >= config.max_connections:
+            return Overloaded("Too many connections", {"limit": config.max_connections,
                                                         "retry_after_ms": 1000})
         peer = connection.peer
         if peer is not None:
-            same_uid = sum(1 for c in self.connections if c.peer and c.peer.uid == peer.uid)
-            if same_uid >= self.config.max_connections_per_uid:
+            if self._per_uid.get(peer.uid, 0) >= config.max_connections_per_uid:
                 return Overloaded("Too many connections for this uid",
-                                  {"limit": self.config.max_connections_per_uid,
+                                  {"limit": config.max_connections_per_uid, "scope": "uid",
                                    "retry_after_ms": 1000})
+            per_pid = config.connections_per_pid
+            if peer.pid > 0 and self._per_process.get((peer.uid, peer.pid), 0) >= per_pid:
+                return Overloaded("Too many connections for this process",
+                                  {"limit": per_pid, "scope": "pid", "retry_after_ms": 1000})
         return self.access.check(peer)
 
     def in_flight(self) -> int:

@@ -176,7 +176,7 @@ class Dispatcher:
         try:
             try:
                 async with asyncio.timeout_at(ctx.deadline):
-                    async with self.state.lanes[spec.lane.value].slot():
+                    async with self.state.lanes[spec.lane.value].slot(ctx.connection):
                         result = await self.handlers[spec.name](ctx, params)
             except TimeoutError:
                 if ctx.cancel_reason is not None:
