@@ -131,10 +131,7 @@ class Runner:
             reader = loop.create_task(stream.pump(self.capture))
             waiter = loop.create_task(lifecycle.wait_exit(self.http, self.cid))
             limit = self.params.timeout
-            done, _ = await asyncio.wait({waiter}, timeout=limit)
-            if not done:
-                await self._overran(reader, began)
-            exit_code = waiter.result()
+            exit_code = await self._exit_code(reader, waiter, began)
             exited = time.perf_counter()
             left = max(0.0, limit - (exited - began))
             await asyncio.wait({reader}, timeout=min(EXIT_TO_EOF, left + TIMEOUT_GRACE))
@@ -151,6 +148,35 @@ class Runner:
                     with contextlib.suppress(BaseException):
                         await task
             stream.close()
+
+    async def _exit_code(self, reader: asyncio.Task[None], waiter: asyncio.Task[int],
+                         began: float) -> int:
+        """libpod's wait, or conmon's exit file once the output has ended, whichever is first."""
+        assert self.cid is not None
+        limit = self.params.timeout
+        done, _ = await asyncio.wait({reader, waiter}, timeout=limit,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            await self._overran(reader, began)
+        exit_dir = self.ctx.config.podman_exit_dir
+        if waiter.done() or not exit_dir:
+            pending = {waiter}
+        else:  # the output ended first, as usual: the exit file is there now or soon
+            pending = {waiter, asyncio.ensure_future(lifecycle.exit_file_code(exit_dir, self.cid))}
+        try:
+            while True:
+                left = limit - (time.perf_counter() - began)
+                done, pending = await asyncio.wait(pending, timeout=max(0.0, left),
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    await self._overran(reader, began)
+                found = next(iter(done))
+                if found is waiter or found.exception() is None or not pending:
+                    return int(found.result())
+        finally:
+            for task in pending:
+                if task is not waiter:
+                    task.cancel()
 
     async def _overran(self, reader: asyncio.Task[None], began: float) -> None:
         """Kill; let the reader drain briefly; raise Timeout with what was captured.
