@@ -154,11 +154,12 @@ class Runner:
         """libpod's wait, or conmon's exit file once the output has ended, whichever is first."""
         assert self.cid is not None
         limit = self.params.timeout
-        done, _ = await asyncio.wait({reader, waiter}, timeout=limit,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if not done:
+        first, _ = await asyncio.wait({reader, waiter}, timeout=limit,
+                                      return_when=asyncio.FIRST_COMPLETED)
+        if not first:
             await self._overran(reader, began)
         exit_dir = self.ctx.config.podman_exit_dir
+        pending: set[asyncio.Future[int]]
         if waiter.done() or not exit_dir:
             pending = {waiter}
         else:  # the output ended first, as usual: the exit file is there now or soon
