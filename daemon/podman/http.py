@@ -18,6 +18,7 @@ probe: the daemon's start, the embedded service's readiness, ``ping`` and the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,12 @@ _READ = 1 << 16
 @dataclass(frozen=True, slots=True)
 class Reply:
     status: int
-    headers: dict[str, str]
+    raw_headers: Sequence[tuple[bytes, bytes]]  # h11's (names lower-cased), decoded when asked
     body: bytes
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {name.decode("latin-1"): value.decode("latin-1") for name, value in self.raw_headers}
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -161,9 +166,7 @@ class PodmanHTTP:
                 break
             else:  # h11 raises on a truncated body; anything else is not a reply
                 raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}")
-        headers = {name.decode("latin-1"): value.decode("latin-1")
-                   for name, value in head.headers}
-        return Reply(head.status_code, headers, bytes(body))
+        return Reply(head.status_code, head.headers, bytes(body))
 
     async def open(self, method: str, path: str, body: Any = None,
                    extra: tuple[tuple[str, str], ...] = (),
