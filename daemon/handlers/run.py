@@ -214,8 +214,7 @@ class Runner:
         if not (self.params.auto_remove or force):
             state.active_containers.discard(cid)
             return
-        state.pending_removal.add(cid)
-        state.spawn(self._remove_later(cid))
+        state.pending_removal[cid] = state.spawn(self._remove_later(cid))
 
     async def _remove_later(self, cid: str) -> None:
         state = self.ctx.state
@@ -225,7 +224,7 @@ class Runner:
             pass  # Podman gone? the labels remain: the reaper removes it
         finally:
             state.active_containers.discard(cid)
-            state.pending_removal.discard(cid)
+            state.pending_removal.pop(cid, None)
 
     async def _cleanup(self) -> None:
         """Kill and (when auto_remove) remove; always forget the id. Once."""
