@@ -119,6 +119,7 @@ class Runner:
     async def _attached(self) -> int:
         """Attach, start, then read output and wait for the exit together; the exit code."""
         assert self.cid is not None
+        opened = time.perf_counter()  # libpod prepares the container (runc create) at attach
         stream = await AttachStream.open(
             self.http, "POST",
             f"{API_PREFIX}/containers/{self.cid}/attach?stream=true&stdout=true&stderr=true")
@@ -126,6 +127,7 @@ class Runner:
         waiter: asyncio.Task[int] | None = None
         try:
             await self._start()
+            self.timing["start_ms"] = _ms(opened)
             began = time.perf_counter()
             loop = asyncio.get_running_loop()
             reader = loop.create_task(stream.pump(self.capture))
