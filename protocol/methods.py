@@ -180,6 +180,15 @@ class Pull(Params):
 
 # --- containers ----------------------------------------------------------------------
 
+class RunTiming(TypedDict, total=False):
+    """Where a run's latency went, in milliseconds (a detached run has no run/collect)."""
+
+    create_ms: float  # POST create
+    start_ms: float  # attach (libpod prepares the container: runc create) and POST start
+    run_ms: float  # start's return -> exit code and output known (or the overrun's kill)
+    collect_ms: float  # exit code known -> the output's end (attach EOF)
+
+
 class RunResult(TypedDict):
     container_id: str
     name: str
@@ -188,6 +197,7 @@ class RunResult(TypedDict):
     image: list[str]  # a list, as the old CLI printed it
     auto_remove: bool
     duration_ms: float
+    timing: RunTiming
     stdout: Any
     stderr: str
     truncated: bool
