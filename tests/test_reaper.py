@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from podman_rpc.daemon.ops.leftovers import ProcessTable, conmon_container, kill_tree
+from podman_rpc.daemon.ops import leftovers
+from podman_rpc.daemon.ops.leftovers import ProcessTable, conmon_container
 from podman_rpc.daemon.ops.reaper import DEADLINE_GRACE, verdict
 from podman_rpc.daemon.podman.labels import (
     AUTO_REMOVE,
@@ -58,11 +59,13 @@ def dead_instance() -> str:
 
 def labelled(instance: str, *, deadline: float, auto_remove: bool = True,
              command: tuple[str, ...] = ("sleep", "60"), owner: str = OWNER_VALUE,
-             wait_exit: bool = False) -> str:
+             wait_exit: bool = False, detached: bool = False) -> str:
     """Start a container carrying the daemon's labels; returns its name."""
     name = f"reaptest-{uuid.uuid4().hex[:10]}"
     labels = {OWNER: owner, INSTANCE: instance, REQUEST: "t", DEADLINE: f"{deadline:.3f}",
               AUTO_REMOVE: "true" if auto_remove else "false"}
+    if detached:
+        labels[DETACHED] = "true"
     flags = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
     podman("run", "-d", "--name", name, *flags, BUSYBOX_IMAGE, *command)
     if wait_exit:
@@ -164,7 +167,7 @@ def test_startup_pass_reaps_dead_instances_and_expired_deadlines(
         remove(*doomed, *spared)
 
 
-def test_periodic_pass_removes_only_uncollected_results_of_its_own_instance(
+def test_periodic_pass_removes_only_uncollected_results_and_orphans_of_its_own_instance(
         make_daemon: Callable[..., DaemonProcess]) -> None:
     daemon = make_daemon(FAST_REAPER)
     with daemon.connect() as conn:
@@ -178,13 +181,18 @@ def test_periodic_pass_removes_only_uncollected_results_of_its_own_instance(
                          auto_remove=False),  # the caller asked to keep it
                 labelled(instance, deadline=soon, command=("true",), wait_exit=True,
                          auto_remove=False),  # ...even once its deadline has passed
-                labelled(instance, deadline=future),  # still running: not ours to judge
+                labelled(instance, deadline=future, detached=True),  # a detached run
                 unlabelled()]
+        # Running, of this instance, and no request of its supervising it: an orphan.
+        orphan = labelled(instance, deadline=future)
+        uncollected.append(orphan)
         try:
-            assert wait_until(lambda: not any(exists(n) for n in uncollected)), daemon.log()
-            # Only this daemon may reap these (its instance is alive, deadlines far
-            # away), so its counter is exact even with other daemons on the host.
-            assert wait_until(lambda: conn.call("status")["containers_reaped"] == 2), daemon.log()
+            assert wait_until(lambda: not any(exists(n) for n in uncollected), limit=20), (
+                daemon.log())
+            # Only this daemon may reap these (its instance is alive, deadlines far away);
+            # it may also reap leftovers of other sessions' dead daemons on this host.
+            assert wait_until(lambda: conn.call("status")["containers_reaped"] >= 3), daemon.log()
+            assert '"reason":"orphaned"' in daemon.log_path.read_text()
             time.sleep(max(0.0, soon + DEADLINE_GRACE + 1.0 - time.time()))  # a pass after it
             assert [name for name in kept if not exists(name)] == [], daemon.log()
         finally:
@@ -309,7 +317,9 @@ def test_podman_sigkilled_mid_runs_leaves_no_process_or_container(
         done = wait_until(clean, limit=reap_interval + 5, step=0.2)
         took = time.monotonic() - restarted
         left = (conmons_named(prefix), processes_in(container_ids), instance_containers(instance))
-        print(f"{len(seen)} conmons seen; clean {took:.1f} s after Podman restarted; left {left}")
+        sweeps = daemon.log_path.read_text().count("killed leftover processes")
+        print(f"{len(seen)} conmons seen; clean {took:.1f} s after Podman restarted; left {left}; "
+              f"{sweeps} containers' leftover processes killed")
         assert done, f"left after {took:.1f} s: {left}\n{daemon.log()}"
     finally:
         for connection in connections:
@@ -336,19 +346,13 @@ def test_conmon_command_lines_name_their_container(argv: list[str], expected: st
     assert conmon_container(argv) == expected
 
 
-def test_a_containers_tree_is_killed_children_first() -> None:
-    """conmon 10 (container c) has runc init 11, whose child 12 runs the workload; conmon 20
-    is another container's. The kill order must put every child before its parent."""
-    table = ProcessTable(conmons={"c": [10], "other": [20]},
-                         children={1: [10, 20], 10: [11], 11: [12], 20: [21]})
-    order = table.tree("c")
-    assert sorted(order) == [10, 11, 12]
-    assert order.index(12) < order.index(11) < order.index(10)
-    assert table.tree("absent") == []
-
-
-def test_kill_tree_skips_a_pid_that_now_belongs_to_another_process() -> None:
-    """Our own pid, recorded with a start time it does not have: never signalled."""
+def test_a_pid_that_now_belongs_to_another_process_is_never_signalled() -> None:
+    """Our own pid, recorded with a start time it does not have."""
     me = os.getpid()
-    table = ProcessTable(conmons={"c": [me]}, started={me: -1})
-    assert kill_tree(table, "c") == []
+    table = ProcessTable(conmons={"c": [me]}, inside={"c": [me]}, started={me: -1})
+    assert leftovers._kill(table, [me]) == []
+
+
+def test_a_container_id_no_process_names_kills_nothing() -> None:
+    killed, lingering = leftovers.kill_leftovers(["0" * 64])
+    assert killed == {} and lingering == set()

@@ -5,8 +5,8 @@ Podman SIGKILLed while starting a container comes back with it recorded as
 ``conmon`` and ``runc init`` are alive, and removing the container deletes the
 record but not them (issue 18 saw them alive 13 minutes later). The processes
 are easy to find without Podman: every conmon names its container on its command
-line (``-c ID``), and the container's processes are conmon's descendants (conmon
-is their subreaper). Killing the descendants first, then conmon, leaves nothing.
+line (``-c ID``), and the container's processes run in its own cgroup
+(``libpod-ID``). Killing those, then conmon, leaves nothing.
 
 Reads only ``/proc``; a process is signalled only if it still has the start time
 it had when the table was read, so a recycled pid is never hit.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 from dataclasses import dataclass, field
 
@@ -25,21 +26,11 @@ CONMON = "conmon"
 
 @dataclass
 class ProcessTable:
-    """One reading of /proc: conmons by the container they name, and the process tree."""
+    """One reading of /proc: each container's conmons and the processes in its cgroup."""
 
     conmons: dict[str, list[int]] = field(default_factory=dict)
-    children: dict[int, list[int]] = field(default_factory=dict)
+    inside: dict[str, list[int]] = field(default_factory=dict)  # in cgroup libpod-<id>
     started: dict[int, int] = field(default_factory=dict)  # pid -> start time (clock ticks)
-
-    def tree(self, container_id: str) -> list[int]:
-        """The container's conmons and their descendants, deepest first (the kill order)."""
-        order: list[int] = []
-        todo = list(self.conmons.get(container_id, ()))
-        while todo:
-            pid = todo.pop()
-            order.append(pid)
-            todo.extend(self.children.get(pid, ()))
-        return order[::-1]
 
 
 def _stat(pid: str) -> tuple[str, int, int] | None:
@@ -64,8 +55,14 @@ def conmon_container(argv: list[str]) -> str | None:
     return None
 
 
-def read_table() -> ProcessTable:
-    """Read every process's parent and start time, and each conmon's container."""
+# A container's own cgroup (cgroupfs ``libpod-ID``, systemd ``libpod-ID.scope``); conmon's
+# is another (``libpod_parent/conmon``, ``libpod-conmon-ID.scope``), so its exit command
+# (``podman container cleanup``, which takes Podman's locks) is never taken for the container's.
+_CONTAINER_CGROUP = re.compile(rb"libpod-([0-9a-f]{64})")
+
+
+def read_table(wanted: set[str]) -> ProcessTable:
+    """Each process's start time, each conmon's container, and who runs in ``wanted``'s cgroups."""
     table = ProcessTable()
     for entry in os.scandir(PROC):
         if not entry.name.isdigit():
@@ -73,26 +70,29 @@ def read_table() -> ProcessTable:
         stat = _stat(entry.name)
         if stat is None:
             continue
-        comm, ppid, started = stat
+        comm, _, started = stat
         pid = int(entry.name)
         table.started[pid] = started
-        table.children.setdefault(ppid, []).append(pid)
-        if comm == CONMON:
-            try:
+        try:
+            if comm == CONMON:
                 with open(f"{PROC}/{pid}/cmdline", "rb") as fh:
-                    argv = fh.read().decode(errors="replace").split("\0")
-            except OSError:
+                    container_id = conmon_container(
+                        fh.read().decode(errors="replace").split("\0"))
+                if container_id:
+                    table.conmons.setdefault(container_id, []).append(pid)
                 continue
-            container_id = conmon_container(argv)
-            if container_id:
-                table.conmons.setdefault(container_id, []).append(pid)
+            with open(f"{PROC}/{pid}/cgroup", "rb") as fh:
+                match = _CONTAINER_CGROUP.search(fh.read())
+        except OSError:
+            continue
+        if match is not None and match.group(1).decode() in wanted:
+            table.inside.setdefault(match.group(1).decode(), []).append(pid)
     return table
 
 
-def kill_tree(table: ProcessTable, container_id: str) -> list[int]:
-    """SIGKILL what the table says is left of a container; the pids signalled."""
+def _kill(table: ProcessTable, pids: list[int]) -> list[int]:
     killed = []
-    for pid in table.tree(container_id):
+    for pid in pids:
         stat = _stat(str(pid))
         if stat is None or stat[2] != table.started.get(pid):
             continue  # gone, or its pid now belongs to another process
@@ -102,13 +102,27 @@ def kill_tree(table: ProcessTable, container_id: str) -> list[int]:
     return killed
 
 
-def kill_leftovers(container_ids: list[str]) -> dict[str, list[int]]:
-    """Kill the processes left of these containers (one /proc reading); pids by container."""
-    table = read_table()
-    found = {cid: kill_tree(table, cid) for cid in container_ids if cid in table.conmons}
-    return {cid: pids for cid, pids in found.items() if pids}
+def kill_leftovers(container_ids: list[str], stale: frozenset[str] = frozenset()
+                   ) -> tuple[dict[str, list[int]], set[str]]:
+    """Kill what is left of these (removed or doomed) containers, from one /proc reading.
 
-
-def containers_with_processes() -> set[str]:
-    """Every container id some live conmon names."""
-    return set(read_table().conmons)
+    The processes in a container's cgroup (``runc init``, the workload) are killed, then
+    its conmon, which would otherwise wait for them forever. A conmon whose container has
+    no process left is normally finishing on its own (its exit command); it is killed only
+    once its id is in ``stale``. Returns the pids killed by container, and the containers
+    whose conmon was left running.
+    """
+    table = read_table(set(container_ids))
+    killed: dict[str, list[int]] = {}
+    lingering: set[str] = set()
+    for cid in container_ids:
+        inside = table.inside.get(cid, [])
+        conmons = table.conmons.get(cid, [])
+        pids = _kill(table, inside)
+        if conmons and (inside or cid in stale):
+            pids += _kill(table, conmons)
+        elif conmons:
+            lingering.add(cid)
+        if pids:
+            killed[cid] = pids
+    return killed, lingering

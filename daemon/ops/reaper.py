@@ -76,6 +76,9 @@ ORPHAN_GRACE = 3.0
 # Seconds a container of ours is remembered after it left Podman's list, so that what
 # it left behind is found in the passes after.
 REMEMBER_GONE = 60.0
+# Seconds a removed container's conmon may live on once its container has no process
+# left: it normally runs the exit command and ends on its own well within this.
+CONMON_LINGER = 3.0
 
 
 def list_owned(client: Any) -> list[dict[str, Any]]:
@@ -153,6 +156,8 @@ class Reaper:
         self._task: asyncio.Task[None] | None = None
         # Our containers by id, when a pass last listed them (see _sweep).
         self._seen: dict[str, float] = {}
+        # Containers gone or doomed whose conmon lives on with nothing left to watch: since when.
+        self._lingering: dict[str, float] = {}
 
     async def reap_once(self, stopping: bool = False) -> int:
         """One pass: list our containers, reap those with a verdict. Returns how many."""
@@ -196,8 +201,12 @@ class Reaper:
                 del seen[container_id]
         targets = sorted({str(attrs.get("Id", "")) for attrs in doomed} | set(gone))
         if not targets:
+            self._lingering.clear()
             return
-        killed = await asyncio.to_thread(kill_leftovers, targets)
+        stale = frozenset(cid for cid, since in self._lingering.items()
+                          if now - since >= CONMON_LINGER)
+        killed, lingering = await asyncio.to_thread(kill_leftovers, targets, stale)
+        self._lingering = {cid: self._lingering.get(cid, now) for cid in lingering}
         for container_id, pids in killed.items():
             log.warning("killed leftover processes", container_id=container_id[:12], pids=pids)
 
