@@ -142,3 +142,14 @@ def test_frames_are_parsed_requests_and_bad_lines_become_their_errors() -> None:
     assert oversize.error.data["limit"] == 48
     assert isinstance(batch, list) and batch[0].id == 2  # type: ignore[union-attr]
     assert session.next_frame() is None
+
+
+def test_long_lines_fill_a_slice_sooner_so_a_slice_is_bounded_in_bytes_too() -> None:
+    session = _session(slice_lines=8, max_line=1 << 20)
+    long_line = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'.rjust(2048)  # 8 units of 256 bytes
+    session.receive(long_line + b"\n" + long_line + b"\n")
+    session.new_slice()
+    assert isinstance(session.next_frame(), Request)
+    assert session.next_frame() is None and session.slice_spent  # 1 + 8 units: slice spent
+    session.new_slice()
+    assert isinstance(session.next_frame(), Request)

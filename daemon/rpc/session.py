@@ -37,6 +37,11 @@ costs few writes (``python -m bench --only throughput`` measures it), small enou
 that one flooding connection holds the loop for about a millisecond at a time."""
 
 
+LINE_UNIT_SHIFT = 8
+"""A line counts as one more slice unit per 256 bytes, so a slice is bounded in bytes
+too (about 64 KiB): one connection sending long lines cannot hold the loop longer."""
+
+
 class Phase(enum.Enum):
     OPEN = "open"  # reading and answering
     HALF_CLOSED = "half-closed"  # the client sent EOF: answer what it sent, then close
@@ -129,10 +134,11 @@ class Session(Generic[T]):
         backlog, parse = self.backlog, self.parse
         while (backlog and self._slice_left > 0 and self.running < self.max_in_flight
                and not self.write_blocked and self.phase is not Phase.CLOSED):
-            self._slice_left -= 1
             line = backlog.popleft()
             if line is OVERSIZE:
+                self._slice_left -= 1
                 return self._oversize
+            self._slice_left -= 1 + (len(line) >> LINE_UNIT_SHIFT)  # long lines cost more
             frame = parse(line)
             if type(frame) is not BadRequest or line.strip():
                 return frame
