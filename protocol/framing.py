@@ -24,6 +24,11 @@ class LineDecoder:
         self._buffer = bytearray()
         self._discarding = False
 
+    def clear(self) -> None:
+        """Let go of a partial line now (the connection is closing), not when collected."""
+        self._buffer = bytearray()
+        self._discarding = False
+
     @property
     def buffered(self) -> int:
         """Bytes of the partial line held now (what counts against a memory budget)."""

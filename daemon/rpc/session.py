@@ -93,6 +93,7 @@ class Session(Generic[T]):
         """Refused, closing or gone: start nothing more."""
         self.phase = Phase.CLOSED
         self.backlog.clear()
+        self.decoder.clear()
 
     def started(self) -> None:
         """A task began (a request's, or a whole batch's)."""
