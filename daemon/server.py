@@ -28,6 +28,7 @@ from podman_rpc.daemon.podman.pool import PodmanPool
 from podman_rpc.daemon.rpc.context import DAEMON_VERSION, DaemonState
 from podman_rpc.daemon.rpc.dispatch import CANCEL_SHUTDOWN, Dispatcher
 from podman_rpc.daemon.rpc.transport import Connection
+from podman_rpc.daemon.warm.pools import WarmPools
 
 log = structlog.get_logger("podman_rpc.server")
 PODMAN_WATCH_SECONDS = 2.0
@@ -189,6 +190,9 @@ class Server:
         dispatcher = Dispatcher(state, load_handlers())
         self.reaper = Reaper(state)
         await self.reaper.startup_pass()  # leftovers of a crashed daemon go before we serve
+        state.warm = WarmPools(self.config, pool, state.instance_id, state.active_containers,
+                               state.status_view["warm"])
+        state.warm.start()  # fills in the background
         self._factory = lambda: Connection(state, dispatcher)
         if self.config.idle_timeout is not None:
             self._spare_listener = os.dup(listener.fileno())
@@ -265,6 +269,8 @@ class Server:
             self._server.close()
         if state is not None:
             await self._drain(state)
+        if state is not None and state.warm is not None:
+            await state.warm.stop(self._left(10))  # before the final pass, which catches the rest
         if self.reaper is not None:
             await self.reaper.stop()
             try:

@@ -22,6 +22,7 @@ from podman_rpc.daemon.handlers.run_spec import create_body
 from podman_rpc.daemon.podman import libpod
 from podman_rpc.daemon.podman.labels import container_labels
 from podman_rpc.daemon.rpc.context import CallContext
+from podman_rpc.daemon.warm.runner import run_maybe_warm
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import ContainerFailed, RpcError, Timeout
 
@@ -204,4 +205,4 @@ class Runner:
 
 @implements(m.Run)
 async def run(ctx: CallContext, params: m.Run) -> dict[str, Any]:
-    return await Runner(ctx, params).execute()
+    return await run_maybe_warm(ctx, params, lambda: Runner(ctx, params).execute())

@@ -10,7 +10,9 @@ A labelled container is reaped when:
   ``context.instance_alive``): this covers a daemon SIGKILLed mid-run, and lets
   several daemons share one host without reaping each other's live work;
 * it has exited, was made by this instance, no request of ours is still
-  collecting it (not in ``state.active_containers``) and it was auto-remove.
+  collecting it (not in ``state.active_containers``) and it was auto-remove;
+* it is an idle warm container of this instance (``WARM_EXPIRES``, not claimed,
+  so not in ``state.active_containers``) past its ttl.
 
 One exception to all three: an exited container whose caller asked to keep it
 (``AUTO_REMOVE`` false) is the caller's to remove; a running one past its
@@ -41,6 +43,7 @@ from podman_rpc.daemon.podman.labels import (
     OWNER,
     OWNER_VALUE,
     REQUEST,
+    WARM_EXPIRES,
 )
 from podman_rpc.daemon.rpc.context import DaemonState, instance_alive
 from podman_rpc.protocol.errors import NotFound, RpcError
@@ -100,11 +103,25 @@ def verdict(attrs: dict[str, Any], *, now: float, own_instance: str,
     if instance != own_instance:
         return None if alive(instance) else "instance gone"
     if not finished:
-        return "daemon stopping" if stopping else None
+        if stopping:
+            return "daemon stopping"
+        return _warm_expired(attrs, labels, now, active)
     names = set(attrs.get("Names") or ())
     if attrs.get("Id") in active or names & set(active):
         return None  # a request of ours is still collecting its result
     return "exited, uncollected"
+
+
+def _warm_expired(attrs: dict[str, Any], labels: dict[str, str], now: float,
+                  active: set[str] | frozenset[str]) -> str | None:
+    """An idle warm container past its ttl (a claimed one is in ``active`` until removed)."""
+    try:
+        expires = float(labels[WARM_EXPIRES])
+    except (KeyError, ValueError):
+        return None
+    if attrs.get("Id") in active or now <= expires + DEADLINE_GRACE:
+        return None
+    return "warm idle past ttl"
 
 
 class Reaper:

@@ -25,6 +25,7 @@ from podman_rpc.protocol.version import VERSION
 
 if TYPE_CHECKING:
     from podman_rpc.daemon.rpc.transport import Connection
+    from podman_rpc.daemon.warm.pools import WarmPools
 
 DAEMON_VERSION = VERSION
 
@@ -84,6 +85,7 @@ class DaemonState:
         self.partial_budget = PartialBudget(config.max_partial_bytes_total)
         self.status_view = self._status_view()
         self.active_containers: set[str] = set()
+        self.warm: WarmPools | None = None  # set by the server when it starts the warm pools
         self.background: set[asyncio.Task[Any]] = set()
         self.on_activity: Callable[[], None] = lambda: None
         # Who may connect and what each peer may call (daemon.guard.access); without it, everyone
@@ -106,6 +108,7 @@ class DaemonState:
             "requests": {"served": counters.served, "failed": counters.failed,  # live dicts
                          "disconnected": counters.disconnected},
             "containers_reaped": 0,
+            "warm": {},  # one live dict per warm pool, kept by daemon.warm.pools.WarmPools
             "draining": False,
         }
 

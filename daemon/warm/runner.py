@@ -1,0 +1,146 @@
+"""WarmRunner: one ``run`` served by a claimed warm container, by exec.
+
+The result, the errors (``ContainerFailed``, ``Timeout``) and ``$/progress`` are
+the cold path's; only ``timing.warm`` tells them apart. Past ``timeout`` the
+whole container is killed (as the cold path kills its container), which also
+ends the exec's stream. Whatever happens, the container serves no second run:
+``WarmPools.release`` removes it off the critical path, and the pool refills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from podman_rpc.daemon.handlers.output import OutputCapture
+from podman_rpc.daemon.podman import execs, libpod
+from podman_rpc.daemon.rpc.context import CallContext
+from podman_rpc.daemon.warm.keys import exec_spec
+from podman_rpc.daemon.warm.pools import WarmContainer, WarmPools
+from podman_rpc.protocol import methods as m
+from podman_rpc.protocol.errors import ContainerFailed, NotFound, RpcError, Timeout
+
+EXIT_POLLS = 50  # exec inspect may say "running" for a moment after its stream ended
+EXIT_POLL_SECONDS = 0.01
+
+
+class WarmGone(Exception):
+    """The claimed container is no longer usable (reaped, died): run cold instead."""
+
+
+class WarmRunner:
+    """Exec one run's command in a claimed container, then hand the container back for removal."""
+
+    def __init__(self, ctx: CallContext, params: m.Run, pools: WarmPools,
+                 warm: WarmContainer) -> None:
+        self.ctx = ctx
+        self.params = params
+        self.pools = pools
+        self.warm = warm
+        self.started = time.perf_counter()
+        self.timing: dict[str, Any] = {"warm": True}
+        loop = asyncio.get_running_loop()
+
+        def forward(stream: str, line: str) -> None:
+            loop.call_soon_threadsafe(ctx.progress, stream, line)
+
+        self.capture = OutputCapture(ctx.config.output_cap_bytes,
+                                     forward if ctx.want_progress else None)
+
+    async def execute(self) -> dict[str, Any]:
+        """The run's result; raises WarmGone before any of the command ran, else as cold."""
+        warm, pool = self.warm, self.ctx.pool
+        self.ctx.partial = {"container_id": warm.cid, "name": warm.name}
+        try:
+            image_command = warm.pool.image_command or (None, None)
+            spec = exec_spec(self.params, *image_command)
+            if spec is None:
+                raise WarmGone("nothing to run")
+            try:
+                exec_id = await pool.call(execs.exec_create, warm.cid, spec.argv, spec.env,
+                                          spec.workdir)
+            except RpcError as error:  # reaped or dead meanwhile: nothing ran yet
+                raise WarmGone(error.message) from None
+            self.timing["create_ms"] = self._ms()
+            exit_code = await self._attached(exec_id)
+        finally:
+            self.pools.release(warm)  # never a second run; removal is off this reply's path
+        self.timing["run_ms"] = self._ms()
+        if exit_code != 0:
+            raise ContainerFailed(
+                f"Container '{warm.name}' exited with code {exit_code}",
+                {"container_id": warm.cid, "exit_code": exit_code, **self.capture.snapshot()})
+        return {"container_id": warm.cid, "name": warm.name, "status": "exited",
+                "exit_code": exit_code, "image": [self.params.image],
+                "auto_remove": True, "duration_ms": self._ms(),
+                **self.capture.snapshot(), "timing": self.timing}
+
+    async def _attached(self, exec_id: str) -> int:
+        """Start the exec attached, within ``timeout``; its exit code."""
+        pool, warm = self.ctx.pool, self.warm
+        limit = self.params.timeout
+        reading = asyncio.ensure_future(pool.call(execs.exec_start_into, exec_id, self.capture))
+        try:
+            await asyncio.wait_for(asyncio.shield(reading), timeout=max(0.0, limit))
+        except TimeoutError:
+            await self._kill_and_settle(reading)
+            raise Timeout(f"Container '{warm.name}' exceeded timeout of {limit:g}s "
+                          "and was killed",
+                          {"container_id": warm.cid, "name": warm.name,
+                           **self.capture.snapshot()}) from None
+        except asyncio.CancelledError:
+            await self._kill_and_settle(reading)
+            raise
+        except NotFound as error:
+            raise WarmGone(error.message) from None
+        self.capture.flush()
+        for _ in range(EXIT_POLLS):
+            code = await pool.call(execs.exec_exit_code, exec_id)
+            if code is not None:
+                return code
+            await asyncio.sleep(EXIT_POLL_SECONDS)
+        return -1
+
+    async def _kill_and_settle(self, reading: asyncio.Future[Any]) -> None:
+        """SIGKILL the container, so its exec's stream ends and the reader's worker is freed."""
+        task = asyncio.ensure_future(self._kill(reading))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            pass  # cancelled again: the kill finishes on its own
+
+    async def _kill(self, reading: asyncio.Future[Any]) -> None:
+        try:
+            await self.ctx.pool.call(libpod.kill_quietly, self.warm.cid)
+        except RpcError:
+            pass  # removal follows anyway (release), and the reaper has the labels
+        try:
+            await asyncio.wait_for(asyncio.shield(reading), timeout=2.0)
+        except (TimeoutError, RpcError):
+            pass  # report what was captured so far
+
+    def _ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 1)
+
+
+async def run_maybe_warm(ctx: CallContext, params: m.Run,
+                         cold: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """Serve the run from a warm container when one matches, else by ``cold()`` (and count it)."""
+    pools = ctx.state.warm
+    if pools is None or not pools.warm.enabled:
+        return await cold()
+    warm = pools.claim(params, ctx.peer_uid)
+    if warm is not None:
+        try:
+            return await WarmRunner(ctx, params, pools, warm).execute()
+        except WarmGone:
+            pass  # nothing of the command ran: the cold path serves it
+    try:
+        result = await cold()
+    except ContainerFailed:
+        pools.sighted(params, ctx.peer_uid)
+        raise
+    pools.sighted(params, ctx.peer_uid)
+    return result
