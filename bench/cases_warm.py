@@ -1,0 +1,137 @@
+"""Case ``warm`` (issue 20): a repeated-spec ``run`` served by the warm pool.
+
+A second daemon, with a static pool of the bench's ``run`` spec, runs beside the
+rig's plain one. Rounds interleave, so load on the shared machine hits every
+subject alike: one warm run (after the pool is ready again, untimed), one miss on
+the warm daemon (a spec no pool has), one cold run on the plain daemon, and one
+``podman run --rm`` with the same limits. Last, the resident memory of each
+idle warm container: its catatonit, its conmon, and its cgroup's memory.current.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import orjson
+
+from bench.cases_run import _check_run, cli_run, run_params
+from bench.clients import LineClient, raise_for_error, request_line
+from bench.rig import DaemonProcess, rss_mb
+from bench.stats import Measurement
+from tests.rig.podman import podman
+
+POOL_SIZE = 2
+SETTLE = 0.3  # seconds after the pool is full again, for the used container's removal
+
+
+def warm_config(image: str) -> str:
+    return (f"[daemon.warm]\nttl = 600\n[[daemon.warm.pools]]\n"
+            f'image = "{image}"\ncount = {POOL_SIZE}\n')
+
+
+def _ready(client: LineClient, count: int, seconds: float = 30.0) -> None:
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        pools = list(client.call("status")["warm"].values())
+        if pools and pools[0]["ready"] >= count and not pools[0]["starting"]:
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"warm pool not ready within {seconds}s")
+
+
+def _timed(client: LineClient, line: bytes) -> tuple[float, dict]:
+    start = time.perf_counter()
+    reply = client.roundtrip(line)
+    elapsed = time.perf_counter() - start
+    _check_run(reply)
+    message = orjson.loads(reply)
+    raise_for_error(message, "run")
+    return elapsed, message["result"]
+
+
+def _idle_memory(instance: str) -> tuple[list[float], list[float], list[float]]:
+    """(catatonit RSS, conmon RSS, cgroup memory.current) in MiB, per idle warm container."""
+    out = podman("ps", "--no-trunc", "--filter", f"label=io.podman-rpc.instance={instance}",
+                 "--format", "{{.ID}}").stdout.split()
+    pause, monitor, cgroup = [], [], []
+    for cid in out:
+        attrs = json.loads(podman("inspect", cid).stdout)[0]
+        state = attrs["State"]
+        pause.append(rss_mb(int(state["Pid"])))
+        monitor.append(rss_mb(int(state["ConmonPid"])))
+        path = Path("/proc") / str(state["Pid"]) / "cgroup"
+        relative = path.read_text().strip().split(":")[-1]
+        for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory"):
+            for name in ("memory.current", "memory.usage_in_bytes"):
+                current = Path(root + relative) / name
+                if current.exists():
+                    cgroup.append(int(current.read_text()) / (1 << 20))
+                    break
+            else:
+                continue
+            break
+    return pause, monitor, cgroup
+
+
+def warm_cases(rig_dir: Path, plain_socket: Path, podman_socket: Path, image: str,
+               rounds: int) -> list[Measurement]:
+    daemon = DaemonProcess(rig_dir / "warm-daemon", podman_socket, warm_config(image)).start()
+    warm_client = LineClient(daemon.socket_path, timeout=120)
+    plain = LineClient(plain_socket, timeout=120)
+    try:
+        hit_line = request_line("run", run_params(image))
+        miss_line = request_line("run", {**run_params(image), "memory": "24m",
+                                         "memory_swap": "24m"})
+        instance = warm_client.call("status")["instance_id"]
+        _ready(warm_client, POOL_SIZE)
+        pause, monitor, cgroup = _idle_memory(instance)
+        _timed(plain, hit_line)  # warm-ups
+        _timed(warm_client, miss_line)
+        cli_run(image)
+        hits: list[float] = []
+        misses: list[float] = []
+        colds: list[float] = []
+        clis: list[float] = []
+        not_warm = 0
+        def settled() -> None:
+            """The pool full again and the used container's removal done: nothing competes."""
+            _ready(warm_client, POOL_SIZE)
+            time.sleep(SETTLE)
+
+        for _ in range(rounds):
+            settled()
+            elapsed, result = _timed(warm_client, hit_line)
+            if result.get("timing", {}).get("warm"):
+                hits.append(elapsed)
+            else:
+                not_warm += 1
+            settled()
+            elapsed, result = _timed(warm_client, miss_line)
+            if result.get("timing", {}).get("warm"):
+                raise RuntimeError("a spec with no pool was served warm")
+            misses.append(elapsed)
+            settled()
+            colds.append(_timed(plain, miss_line)[0])
+            settled()
+            clis.append(cli_run(image))
+    finally:
+        warm_client.close()
+        plain.close()
+        daemon.stop()
+    note = f"{not_warm} of {rounds} not served warm, not counted" if not_warm else ""
+    return [
+        Measurement("warm", "daemon run echo, warm pool hit", hits, note=note),
+        Measurement("warm", "daemon run echo, warm daemon, miss (no pool for the spec)",
+                    misses),
+        Measurement("warm", "daemon run echo, cold path (plain daemon, same spec)", colds),
+        Measurement("warm", "podman run --rm (same limits)", clis),
+        Measurement("warm", "idle warm container: catatonit RSS", value=max(pause, default=0),
+                    unit="MB", note=f"max of {len(pause)}: {[round(v, 2) for v in pause]}"),
+        Measurement("warm", "idle warm container: conmon RSS", value=max(monitor, default=0),
+                    unit="MB", note=f"max of {len(monitor)}: {[round(v, 2) for v in monitor]}"),
+        Measurement("warm", "idle warm container: cgroup memory.current",
+                    value=max(cgroup, default=float("nan")), unit="MB",
+                    note=f"max of {len(cgroup)}: {[round(v, 2) for v in cgroup]}"),
+    ]
