@@ -97,3 +97,17 @@ def test_another_peers_warm_container_is_never_claimed(
         figures = warm_status(conn)
         assert all(figures[k]["claimed"] == 0 for k in roots)
         assert sum(p["claimed"] for p in figures.values()) == 1
+
+
+def test_sigkill_without_restart_leaves_no_warm_container(
+        make_daemon: Callable[..., DaemonProcess]) -> None:
+    """Nobody restarts it: the sentinel, not a next daemon's reaper, removes them."""
+    daemon = make_daemon("reap_interval = 1\n" + pool_config(2))
+    with daemon.connect() as conn:
+        old = conn.call("status")["instance_id"]
+        ready(conn, 2)
+    assert len(warm_ids(old)) == 2
+    daemon.kill()
+    started = time.monotonic()
+    wait_for(lambda: not warm_ids(old), 1 + 5)
+    assert time.monotonic() - started <= 1 + 5 + 0.5  # reap_interval + 5 s (+ polling)

@@ -31,6 +31,7 @@ from podman_rpc.daemon.podman.labels import WARM_EXPIRES, container_labels
 from podman_rpc.daemon.podman.pool import PodmanPool
 from podman_rpc.daemon.warm.config import WarmConfig
 from podman_rpc.daemon.warm.keys import WarmSpec, eligible, spec_of
+from podman_rpc.daemon.warm.sentinel import Sentinel
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import PolicyDenied, RpcError
 
@@ -88,6 +89,7 @@ class WarmPools:
         self._gate = asyncio.Semaphore(max(1, self.warm.fill_parallel))
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
+        self._sentinel: Sentinel | None = None
 
     # --- claim -------------------------------------------------------------------------
     def claim(self, params: m.Run, uid: int) -> WarmContainer | None:
@@ -147,6 +149,9 @@ class WarmPools:
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         """Create the static pools and start the filler; returns at once."""
+        if not self.warm.enabled:
+            return
+        self._sentinel = Sentinel(str(self.podman.socket_path), self.instance_id)
         for static in self.warm.pools:
             assert static.params is not None
             spec = spec_of(static.params, static.uid, self.config.policy)
@@ -172,6 +177,8 @@ class WarmPools:
         if leftovers:
             await asyncio.wait([asyncio.ensure_future(self._remove(cid, refill=False))
                                 for cid in leftovers], timeout=budget)
+        if self._sentinel is not None:
+            await asyncio.to_thread(self._sentinel.close)
 
     def _add_pool(self, spec: WarmSpec, *, static: bool, target: int) -> None:
         try:
