@@ -20,7 +20,7 @@ from podman_rpc.daemon.rpc.context import CallContext
 from podman_rpc.daemon.warm.keys import exec_spec
 from podman_rpc.daemon.warm.pools import WarmContainer, WarmPools
 from podman_rpc.protocol import methods as m
-from podman_rpc.protocol.errors import ContainerFailed, NotFound, RpcError, Timeout
+from podman_rpc.protocol.errors import ContainerFailed, RpcError, Timeout
 
 EXIT_POLLS = 50  # exec inspect may say "running" for a moment after its stream ended
 EXIT_POLL_SECONDS = 0.01
@@ -40,7 +40,10 @@ class WarmRunner:
         self.pools = pools
         self.warm = warm
         self.started = time.perf_counter()
-        self.timing: dict[str, Any] = {"warm": True}
+        # The cold path's phases (issue 17), as durations; start_ms is 0: started ahead of time.
+        self.timing: dict[str, Any] = {"warm": True, "create_ms": 0.0, "start_ms": 0.0,
+                                       "run_ms": 0.0, "collect_ms": 0.0}
+        self._mark = self.started
         loop = asyncio.get_running_loop()
 
         def forward(stream: str, line: str) -> None:
@@ -63,11 +66,10 @@ class WarmRunner:
                                           spec.workdir)
             except RpcError as error:  # reaped or dead meanwhile: nothing ran yet
                 raise WarmGone(error.message) from None
-            self.timing["create_ms"] = self._ms()
+            self._phase("create_ms")
             exit_code = await self._attached(exec_id)
         finally:
             self.pools.release(warm)  # never a second run; removal is off this reply's path
-        self.timing["run_ms"] = self._ms()
         if exit_code != 0:
             raise ContainerFailed(
                 f"Container '{warm.name}' exited with code {exit_code}",
@@ -93,9 +95,17 @@ class WarmRunner:
         except asyncio.CancelledError:
             await self._kill_and_settle(reading)
             raise
-        except NotFound as error:
+        except RpcError as error:  # refused before it started (the stream ends without one)
             raise WarmGone(error.message) from None
         self.capture.flush()
+        self._phase("run_ms")
+        try:
+            return await self._exit_code(exec_id)
+        finally:
+            self._phase("collect_ms")
+
+    async def _exit_code(self, exec_id: str) -> int:
+        pool = self.ctx.pool
         for _ in range(EXIT_POLLS):
             code = await pool.call(execs.exec_exit_code, exec_id)
             if code is not None:
@@ -120,6 +130,11 @@ class WarmRunner:
             await asyncio.wait_for(asyncio.shield(reading), timeout=2.0)
         except (TimeoutError, RpcError):
             pass  # report what was captured so far
+
+    def _phase(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timing[name] = round((now - self._mark) * 1000, 1)
+        self._mark = now
 
     def _ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 1)
