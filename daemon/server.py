@@ -23,7 +23,8 @@ from podman_rpc.daemon.ops.heartbeat import Heartbeat
 from podman_rpc.daemon.ops.idle import IdleTimer, busy_reason
 from podman_rpc.daemon.ops.reaper import Reaper
 from podman_rpc.daemon.ops.systemd import Notifier, activation_socket
-from podman_rpc.daemon.podman.embedded import EmbeddedPodman, podman_answers, private_dir
+from podman_rpc.daemon.podman.embedded import EmbeddedPodman, private_dir
+from podman_rpc.daemon.podman.http import podman_answers
 from podman_rpc.daemon.podman.pool import PodmanPool
 from podman_rpc.daemon.rpc.context import DAEMON_VERSION, DaemonState
 from podman_rpc.daemon.rpc.dispatch import CANCEL_SHUTDOWN, Dispatcher
@@ -163,7 +164,7 @@ class Server:
 
     async def choose_podman(self, listener: socket.socket) -> Path:
         configured = self.config.podman_socket
-        if await asyncio.to_thread(podman_answers, configured):
+        if await podman_answers(configured):
             return configured
         if self.config.embedded_podman and EmbeddedPodman.available():
             log.info("no podman service answers; starting an embedded one",

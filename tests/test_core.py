@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -240,9 +241,9 @@ def _pids_with_arg(arg: str, parent: int | None = None) -> list[int]:
 
 
 def _answers(path: Path) -> bool:
-    from podman_rpc.daemon.podman.embedded import podman_answers
+    from podman_rpc.daemon.podman.http import podman_answers
 
-    return podman_answers(path)
+    return asyncio.run(podman_answers(path))
 
 
 def test_sigint_also_stops_cleanly(make_daemon) -> None:

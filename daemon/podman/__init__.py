@@ -1,7 +1,8 @@
 """Everything that talks to Podman, and nothing that decides what may be asked of it.
 
 - ``pool``: ``PodmanPool``, podman-py clients on worker threads, and Podman's liveness.
-- ``http``: the event-loop HTTP client for the hot calls (``_ping``).
+- ``http``: the event-loop HTTP client (h11) for the hot calls, and the one liveness
+  probe ``podman_answers``.
 - ``libpod``: every raw libpod REST call for containers and images.
 - ``errors``: the one table that turns podman-py and transport errors into protocol errors.
 - ``labels``: the labels on every container the daemon creates (the reaper trusts only these).

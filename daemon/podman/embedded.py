@@ -12,27 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import structlog
 
 from podman_rpc.daemon.podman.conf import containers_conf, host_facts
+from podman_rpc.daemon.podman.http import podman_answers
 
 log = structlog.get_logger("podman_rpc.embedded")
-
-
-def podman_answers(path: Path, timeout: float = 1.0) -> bool:
-    """True if an HTTP ``_ping`` on the unix socket at ``path`` gets OK."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(str(path))
-            sock.sendall(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
-            reply = sock.recv(256)
-    except OSError:
-        return False
-    return reply.startswith(b"HTTP/1.1 200")
 
 
 def private_dir(daemon_socket: Path) -> Path:
@@ -93,7 +80,7 @@ class EmbeddedPodman:
         loop = asyncio.get_running_loop()
         until = loop.time() + wait
         while loop.time() < until:
-            if await asyncio.to_thread(podman_answers, self.socket_path, 0.5):
+            if await podman_answers(self.socket_path, 0.5):
                 return
             if self._process is not None and self._process.returncode is not None:
                 break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import time
@@ -56,10 +57,10 @@ class PodmanService:
             ["podman", "system", "service", "--time=0", f"unix://{self.socket_path}"],
             env=podman_env(), stdout=log, stderr=log, start_new_session=True)
         until = time.monotonic() + wait
-        from podman_rpc.daemon.podman.embedded import podman_answers
+        from podman_rpc.daemon.podman.http import podman_answers
 
         while time.monotonic() < until:
-            if podman_answers(self.socket_path, 0.5):
+            if asyncio.run(podman_answers(self.socket_path, 0.5)):
                 return
             if self.process.poll() is not None:
                 break
