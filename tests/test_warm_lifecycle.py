@@ -55,9 +55,8 @@ def test_sigkill_then_restart_leaves_no_warm_container(
     for pid in children.read_text().split():
         if b"warm.sentinel" in Path(f"/proc/{pid}/cmdline").read_bytes():
             os.kill(int(pid), signal.SIGKILL)
-    daemon.kill()  # SIGKILL: no final pass
-    time.sleep(0.5)
-    assert len(warm_ids(old)) == 2  # nobody removed them
+    daemon.kill()  # SIGKILL: no final pass. (Not asserted: that they are all still there. Any
+    # other daemon's reaper on this host, e.g. another test session's, may reap them at once.)
     started = time.monotonic()
     daemon.start()
     wait_for(lambda: not warm_ids(old), 1 + 5 - (time.monotonic() - started) + 0.5)
@@ -129,3 +128,5 @@ def test_sigkill_without_restart_leaves_no_warm_container(
     started = time.monotonic()
     wait_for(lambda: not warm_ids(old), 1 + 5)
     assert time.monotonic() - started <= 1 + 5 + 0.5  # reap_interval + 5 s (+ polling)
+    # The sentinel did it (another test session's reaper might have beaten it to some).
+    wait_for(lambda: f"warm sentinel: daemon {old} ended" in daemon.log(), 5)

@@ -70,9 +70,13 @@ def main(argv: list[str]) -> int:
     while sys.stdin.buffer.read(4096):
         pass  # the daemon never writes: this waits for EOF, i.e. its end
     try:
-        sweep(podman_socket, instance)
-    except OSError:
-        return 1  # Podman gone too: conmon's backstop and the next daemon's reaper remain
+        removed = sweep(podman_socket, instance)
+    except OSError as error:  # Podman gone too: conmon's backstop and the next daemon's reaper
+        print(f"warm sentinel: Podman unreachable: {error}", file=sys.stderr)
+        return 1
+    # Into the daemon's log (its stderr): a crash's cleanup is not silent.
+    print(f"warm sentinel: daemon {instance} ended; removed {removed} warm containers",
+          file=sys.stderr)
     return 0
 
 
