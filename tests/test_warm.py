@@ -197,6 +197,9 @@ def test_a_reactive_pool_forms_after_threshold_sightings(
         figures = ready(conn, 1)
         assert figures["static"] is False and figures["target"] == 1
         assert is_warm(run(conn, **spec)["result"])
+        run(conn, **spec)  # a miss, unless the refill was quicker than this call
+        figures = list(warm_status(conn).values())[0]
+        assert figures["target"] == min(2, 1 + figures["missed"])  # each miss grows it, to max
 
 
 def test_max_warm_total_and_the_memory_budget_bound_every_pool(

@@ -130,3 +130,16 @@ def test_sigkill_without_restart_leaves_no_warm_container(
     assert time.monotonic() - started <= 1 + 5 + 0.5  # reap_interval + 5 s (+ polling)
     # The sentinel did it (another test session's reaper might have beaten it to some).
     wait_for(lambda: f"warm sentinel: daemon {old} ended" in daemon.log(), 5)
+
+
+def test_a_reactive_pool_unused_for_its_ttl_goes(
+        make_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = make_daemon("[daemon.warm]\nthreshold = 2\nttl = 2\n")
+    with daemon.connect() as conn:
+        instance = conn.call("status")["instance_id"]
+        for _ in range(2):
+            run(conn, command=["true"])
+        ready(conn, 1)
+        assert len(warm_ids(instance)) == 1
+        wait_for(lambda: warm_status(conn) == {}, 10)  # the pool, and its container
+        wait_for(lambda: not warm_ids(instance), 5)
