@@ -47,6 +47,15 @@ class Reply:
         return 200 <= self.status < 300
 
 
+class StatusError(Exception):
+    """A non-2xx answer, shaped as ``daemon.podman.errors.translate`` reads podman-py's."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status
+        self.explanation = message
+
+
 class _StaleConnection(Exception):
     """A kept-alive connection was closed by Podman before it answered."""
 
