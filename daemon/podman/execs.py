@@ -1,55 +1,63 @@
-"""libpod exec calls for the warm pool's runs, each ``fn(client, ...)`` for ``PodmanPool.call``.
+"""libpod exec calls for the warm pool's runs, on the event loop (``PodmanHTTP``).
 
-``exec_start_into`` reads the attached exec the way the cold path reads a
-multiplexed stream: 8-byte frames into an ``OutputCapture`` with its cap.
+Exec create and inspect are small JSON calls on kept-alive connections; the
+attached ``exec start`` is read by the same reader as ``run``'s attach stream
+(``daemon.podman.attach``), with the same cap. ``image_command`` is the one
+podman-py call (``PodmanPool.call``), made once per pool.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
+from urllib.parse import quote
 
-from podman_rpc.daemon.handlers.output import OutputCapture, read_frames
+from podman_rpc.daemon.podman.attach import AttachStream, Sink
+from podman_rpc.daemon.podman.errors import translate
+from podman_rpc.daemon.podman.http import API_PREFIX, PodmanHTTP, Reply, StatusError
 
 
-def exec_create(client: Any, cid: str, argv: list[str], env: list[str],
-                workdir: str | None) -> str:
+def _checked(reply: Reply, subject: str = "container") -> Reply:
+    if not reply.ok:
+        try:
+            message = str(reply.json().get("message") or reply.body[:500])
+        except (ValueError, AttributeError):
+            message = reply.body[:500].decode("utf-8", "replace")
+        raise translate(StatusError(reply.status, message), subject=subject)
+    return reply
+
+
+async def exec_create(http: PodmanHTTP, cid: str, argv: list[str], env: list[str],
+                      workdir: str | None) -> str:
     body: dict[str, Any] = {"AttachStdout": True, "AttachStderr": True, "AttachStdin": False,
                             "Tty": False, "Cmd": argv, "Env": env}
     if workdir:
         body["WorkingDir"] = workdir
-    response = client.api.post(f"/containers/{cid}/exec", data=json.dumps(body),
-                               headers={"Content-Type": "application/json"})
-    response.raise_for_status()
-    return str(response.json()["Id"])
+    reply = _checked(await http.request("POST", f"{API_PREFIX}/containers/{cid}/exec", body))
+    return str(reply.json()["Id"])
 
 
-def exec_start_into(client: Any, exec_id: str, capture: OutputCapture) -> None:
-    """Start the exec attached and feed its output into ``capture`` until it ends."""
-    response = client.api.post(f"/exec/{exec_id}/start",
-                               data=json.dumps({"Detach": False, "Tty": False}),
-                               headers={"Content-Type": "application/json"},
-                               stream=True, timeout=None)
+async def exec_run(http: PodmanHTTP, exec_id: str, sink: Sink) -> None:
+    """Start the exec attached and feed its output into ``sink`` until it ends."""
+    stream = await AttachStream.open(http, "POST", f"{API_PREFIX}/exec/{exec_id}/start",
+                                     {"Detach": False, "Tty": False})
     try:
-        response.raise_for_status()
-        read_frames(response.raw, capture)
+        await stream.pump(sink)
     finally:
-        response.close()
+        stream.close()
 
 
-def exec_exit_code(client: Any, exec_id: str) -> int | None:
+async def exec_exit_code(http: PodmanHTTP, exec_id: str) -> int | None:
     """The exec's exit code, or None while Podman still reports it running."""
-    response = client.api.get(f"/exec/{exec_id}/json")
-    response.raise_for_status()
-    attrs = response.json()
+    attrs = _checked(await http.request("GET", f"{API_PREFIX}/exec/{exec_id}/json")).json()
     if attrs.get("Running"):
         return None
     return int(attrs.get("ExitCode", -1))
 
 
-def image_command(client: Any, image: str) -> tuple[list[str] | None, list[str] | None]:
+async def image_command(http: PodmanHTTP,
+                        image: str) -> tuple[list[str] | None, list[str] | None]:
     """The image's (Entrypoint, Cmd): what a warm run execs when the call names no command."""
-    response = client.api.get(f"/images/{image}/json")
-    response.raise_for_status()
-    config = response.json().get("Config") or {}
+    reply = _checked(await http.request("GET", f"{API_PREFIX}/images/{quote(image, safe='/:@')}/json"),
+                     subject="image")
+    config = reply.json().get("Config") or {}
     return config.get("Entrypoint"), config.get("Cmd")

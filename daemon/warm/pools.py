@@ -247,8 +247,8 @@ class WarmPools:
                 if self._stopping:
                     return
                 if pool.image_command is None:
-                    pool.image_command = await self.podman.call(
-                        execs.image_command, pool.spec.image, subject="image")
+                    pool.image_command = await execs.image_command(self.podman.http,
+                                                                   pool.spec.image)
                 body, name, expires = self._body(pool.spec)
                 created = await self.podman.call(libpod.create, body, subject="image")
                 await self.podman.call(libpod.start, created)

@@ -26,6 +26,21 @@ EXIT_POLLS = 50  # exec inspect may say "running" for a moment after its stream 
 EXIT_POLL_SECONDS = 0.01
 
 
+class CaptureSink:
+    """The attach reader's sink over the cold path's capture: full once both streams are."""
+
+    def __init__(self, capture: OutputCapture) -> None:
+        self.capture = capture
+
+    @property
+    def full(self) -> bool:
+        capture = self.capture
+        return all(len(data) >= capture.cap for data in capture.data.values())
+
+    def feed(self, stream: str, chunk: bytes) -> None:
+        self.capture.feed(stream, chunk)
+
+
 class WarmGone(Exception):
     """The claimed container is no longer usable (reaped, died): run cold instead."""
 
@@ -44,17 +59,13 @@ class WarmRunner:
         self.timing: dict[str, Any] = {"warm": True, "create_ms": 0.0, "start_ms": 0.0,
                                        "run_ms": 0.0, "collect_ms": 0.0}
         self._mark = self.started
-        loop = asyncio.get_running_loop()
-
-        def forward(stream: str, line: str) -> None:
-            loop.call_soon_threadsafe(ctx.progress, stream, line)
-
+        # Fed on the event loop (the attach reader), so progress lines go out directly.
         self.capture = OutputCapture(ctx.config.output_cap_bytes,
-                                     forward if ctx.want_progress else None)
+                                     ctx.progress if ctx.want_progress else None)
 
     async def execute(self) -> dict[str, Any]:
         """The run's result; raises WarmGone before any of the command ran, else as cold."""
-        warm, pool = self.warm, self.ctx.pool
+        warm, http = self.warm, self.ctx.pool.http
         self.ctx.partial = {"container_id": warm.cid, "name": warm.name}
         try:
             image_command = warm.pool.image_command or (None, None)
@@ -62,8 +73,8 @@ class WarmRunner:
             if spec is None:
                 raise WarmGone("nothing to run")
             try:
-                exec_id = await pool.call(execs.exec_create, warm.cid, spec.argv, spec.env,
-                                          spec.workdir)
+                exec_id = await execs.exec_create(http, warm.cid, spec.argv, spec.env,
+                                                  spec.workdir)
             except RpcError as error:  # reaped or dead meanwhile: nothing ran yet
                 raise WarmGone(error.message) from None
             self._phase("create_ms")
@@ -81,19 +92,19 @@ class WarmRunner:
 
     async def _attached(self, exec_id: str) -> int:
         """Start the exec attached, within ``timeout``; its exit code."""
-        pool, warm = self.ctx.pool, self.warm
+        warm, http = self.warm, self.ctx.pool.http
         limit = self.params.timeout
-        reading = asyncio.ensure_future(pool.call(execs.exec_start_into, exec_id, self.capture))
         try:
-            await asyncio.wait_for(asyncio.shield(reading), timeout=max(0.0, limit))
+            await asyncio.wait_for(execs.exec_run(http, exec_id, CaptureSink(self.capture)),
+                                   timeout=max(0.0, limit))
         except TimeoutError:
-            await self._kill_and_settle(reading)
+            await self._kill()
             raise Timeout(f"Container '{warm.name}' exceeded timeout of {limit:g}s "
                           "and was killed",
                           {"container_id": warm.cid, "name": warm.name,
                            **self.capture.snapshot()}) from None
         except asyncio.CancelledError:
-            await self._kill_and_settle(reading)
+            await self._kill()
             raise
         except RpcError as error:  # refused before it started (the stream ends without one)
             raise WarmGone(error.message) from None
@@ -105,31 +116,23 @@ class WarmRunner:
             self._phase("collect_ms")
 
     async def _exit_code(self, exec_id: str) -> int:
-        pool = self.ctx.pool
+        http = self.ctx.pool.http
         for _ in range(EXIT_POLLS):
-            code = await pool.call(execs.exec_exit_code, exec_id)
+            code = await execs.exec_exit_code(http, exec_id)
             if code is not None:
                 return code
             await asyncio.sleep(EXIT_POLL_SECONDS)
         return -1
 
-    async def _kill_and_settle(self, reading: asyncio.Future[Any]) -> None:
-        """SIGKILL the container, so its exec's stream ends and the reader's worker is freed."""
-        task = asyncio.ensure_future(self._kill(reading))
+    async def _kill(self) -> None:
+        """SIGKILL the container now (its removal follows in ``release``), even if cancelled."""
+        task = asyncio.ensure_future(self.ctx.pool.call(libpod.kill_quietly, self.warm.cid))
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
             pass  # cancelled again: the kill finishes on its own
-
-    async def _kill(self, reading: asyncio.Future[Any]) -> None:
-        try:
-            await self.ctx.pool.call(libpod.kill_quietly, self.warm.cid)
         except RpcError:
-            pass  # removal follows anyway (release), and the reaper has the labels
-        try:
-            await asyncio.wait_for(asyncio.shield(reading), timeout=2.0)
-        except (TimeoutError, RpcError):
-            pass  # report what was captured so far
+            pass  # removal follows anyway, and the reaper has the labels
 
     def _phase(self, name: str) -> None:
         now = time.perf_counter()
