@@ -75,6 +75,28 @@ def _idle_memory(instance: str) -> tuple[list[float], list[float], list[float]]:
     return pause, monitor, cgroup
 
 
+def lookup_cost(image: str, count: int = 20_000) -> Measurement:
+    """What a miss adds to the cold path, in-process: the spec's key and one dict lookup."""
+    from podman_rpc.daemon.guard.policy import PolicyConfig
+    from podman_rpc.daemon.warm.keys import eligible, spec_of
+    from podman_rpc.protocol import methods as m
+
+    params = m.Run.rpc_spec.validate({**run_params(image), "memory": "24m",
+                                      "memory_swap": "24m"})
+    assert isinstance(params, m.Run)
+    policy = PolicyConfig()
+    pools: dict[str, object] = {}
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        if eligible(params, 2.0, 60.0):
+            spec = spec_of(params, 0, policy)
+            assert spec is not None and pools.get(spec.key) is None
+        samples.append(time.perf_counter() - start)
+    return Measurement("warm", "a miss's lookup (eligible, key, dict), in-process", samples,
+                       note="what the miss adds to the cold path")
+
+
 def warm_cases(rig_dir: Path, plain_socket: Path, podman_socket: Path, image: str,
                rounds: int) -> list[Measurement]:
     daemon = DaemonProcess(rig_dir / "warm-daemon", podman_socket, warm_config(image)).start()
@@ -122,6 +144,7 @@ def warm_cases(rig_dir: Path, plain_socket: Path, podman_socket: Path, image: st
         daemon.stop()
     note = f"{not_warm} of {rounds} not served warm, not counted" if not_warm else ""
     return [
+        lookup_cost(image),
         Measurement("warm", "daemon run echo, warm pool hit", hits, note=note),
         Measurement("warm", "daemon run echo, warm daemon, miss (no pool for the spec)",
                     misses),
