@@ -192,7 +192,7 @@ class Server:
         self.reaper = Reaper(state)
         await self.reaper.startup_pass()  # leftovers of a crashed daemon go before we serve
         state.warm = WarmPools(self.config, pool, state.instance_id, state.active_containers,
-                               state.status_view["warm"])
+                               state.pending_removal, state.status_view["warm"])
         state.warm.start()  # fills in the background
         self._factory = lambda: Connection(state, dispatcher)
         if self.config.idle_timeout is not None:

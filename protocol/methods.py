@@ -181,6 +181,16 @@ class Pull(Params):
 
 # --- containers ----------------------------------------------------------------------
 
+class RunTiming(TypedDict, total=False):
+    """Where a run's latency went, in milliseconds (a detached run has no run/collect)."""
+
+    create_ms: float  # POST create
+    start_ms: float  # POST start (the attach stream is open by then)
+    run_ms: float  # start's return -> exit code and output known (or the overrun's kill)
+    collect_ms: float  # exit code known -> the output's end (attach EOF)
+    warm: bool  # true when a warm container served it (issue 20; its start_ms is 0)
+
+
 class RunResult(TypedDict):
     container_id: str
     name: str
@@ -189,6 +199,7 @@ class RunResult(TypedDict):
     image: list[str]  # a list, as the old CLI printed it
     auto_remove: bool
     duration_ms: float
+    timing: RunTiming
     stdout: Any
     stderr: str
     truncated: bool

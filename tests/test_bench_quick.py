@@ -64,7 +64,7 @@ def test_quick_bench_prints_every_case(tmp_path: Path) -> None:
         assert unit in {"ms", "req/s", "runs/s", "MB"}
 
     targets = _table(lines, "| comparison | measured | target | met |")
-    assert len(targets) == 13
+    assert len(targets) == 16
     for _, shown, _, met in targets:
         assert met in {"yes", "**no**", "n/a"}
         assert (met == "n/a") == (shown.startswith("not measured") or shown == "-")

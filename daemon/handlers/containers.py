@@ -14,7 +14,7 @@ from podman_rpc.daemon.handlers import implements
 from podman_rpc.daemon.handlers import run as _run  # noqa: F401 - registers ``run``
 from podman_rpc.daemon.handlers.output import OutputCapture
 from podman_rpc.daemon.handlers.owned import owned_container, owner_filter
-from podman_rpc.daemon.podman import libpod
+from podman_rpc.daemon.podman import libpod, lifecycle
 from podman_rpc.daemon.rpc.context import CallContext
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import Timeout
@@ -41,7 +41,11 @@ def _list_containers(client: Any, all_: bool,
 
 @implements(m.Ps)
 async def ps(ctx: CallContext, params: m.Ps) -> list[dict[str, Any]]:
-    return await ctx.pool.call(_list_containers, params.all, owner_filter(ctx))
+    """A run's auto-remove container whose removal follows its reply is not listed: for
+    its caller it is gone (the reply said so), and it will be in milliseconds."""
+    found = await ctx.pool.call(_list_containers, params.all, owner_filter(ctx))
+    pending = ctx.state.pending_removal
+    return [c for c in found if c["id"] not in pending] if pending else found
 
 
 @implements(m.Kill)
@@ -80,7 +84,7 @@ async def wait(ctx: CallContext, params: m.Wait) -> dict[str, Any]:
     cid = await owned_container(ctx, params.name)
     try:
         code = await asyncio.wait_for(
-            ctx.pool.call(libpod.wait_exit, cid, params.timeout + 5),
+            lifecycle.wait_exit(ctx.pool.http, cid),
             timeout=params.timeout)
     except TimeoutError:
         raise Timeout(f"Container '{params.name}' did not exit within "

@@ -1,8 +1,10 @@
-"""Collect a container's stdout/stderr from Podman's multiplexed stream, capped.
+"""Collect a container's stdout/stderr, capped: the sink of the attach reader and of logs.
 
-Podman frames each chunk with an 8-byte header (stream type, length). The
-capture keeps at most ``cap`` bytes per stream, keeps reading (and dropping)
-past it so the container never blocks on a full pipe, and can hand complete
+Podman frames each chunk with an 8-byte header (stream type, length); the
+attach reader (``daemon.podman.attach``) decodes them on the loop, ``logs``
+with :func:`read_frames` on a worker. The capture keeps at most ``cap`` bytes
+per stream and says when it is ``full``, so the reader drains the rest without
+decoding (the container never blocks on a full pipe), and can hand complete
 lines to a callback as they arrive (for ``$/progress``).
 """
 
@@ -27,6 +29,11 @@ class OutputCapture:
         self.data = {"stdout": bytearray(), "stderr": bytearray()}
         self.truncated = False
         self._pending = {"stdout": b"", "stderr": b""}
+
+    @property
+    def full(self) -> bool:
+        """Both streams hold ``cap`` bytes and one more was offered: nothing more is kept."""
+        return self.truncated and all(len(b) >= self.cap for b in self.data.values())
 
     def feed(self, stream: str, chunk: bytes) -> None:
         buffer = self.data[stream]

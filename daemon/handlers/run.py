@@ -1,15 +1,26 @@
-"""``run``: create, start and wait for a container within its timeout; return its output.
+"""``run``: create, attach, start; collect output and exit together; reply, then remove.
 
-Fastest correct sequence measured here (bench/run_strategies.py): create, start,
-libpod wait with a 10 ms interval, one logs read, force-remove. ``progress``
-follows the logs while waiting instead. Every path that leaves this module
-(success, failure, timeout, Podman error, cancellation) ends with the
-container removed when ``auto_remove`` is set, and killed when it overran.
+Why this order (issue 17, bench/RESULTS.md): the output comes from libpod's
+attach stream, opened before start (``daemon.podman.attach``), so its cost is
+per byte, not per log line, and ``progress`` lines come from the same reader.
+The exit code comes from libpod's wait, concurrently. The reply leaves as soon
+as both are known; the removal of an auto-remove container follows off the
+critical path (``state.spawn``), and stays guaranteed by the labels: the reaper
+of this daemon (its container is then no longer active) or of the next one
+(instance gone, or deadline passed) removes what a removal did not.
+``state.pending_removal`` holds those containers meanwhile, and ``ps`` hides them.
+
+Past ``timeout`` the container is killed, and the reply is ``Timeout`` with what
+was captured, within ``timeout`` + ``TIMEOUT_GRACE`` + a kill's round trip. Every
+container gets a bounded log (``log_configuration``): ``none`` for an attached
+auto-remove run, whose output nobody can ask for later; a k8s-file of at most
+``LOG_FILE_CAPS`` x the output cap for the others, which ``logs`` may read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from typing import Any
@@ -19,7 +30,9 @@ from podman_rpc.daemon.handlers import implements
 from podman_rpc.daemon.handlers.output import OutputCapture
 from podman_rpc.daemon.handlers.owned import image_missing, visible_image
 from podman_rpc.daemon.handlers.run_spec import create_body
-from podman_rpc.daemon.podman import libpod
+from podman_rpc.daemon.podman import lifecycle
+from podman_rpc.daemon.podman.attach import AttachStream
+from podman_rpc.daemon.podman.http import API_PREFIX
 from podman_rpc.daemon.podman.labels import container_labels
 from podman_rpc.daemon.rpc.context import CallContext
 from podman_rpc.daemon.warm.runner import run_maybe_warm
@@ -27,11 +40,18 @@ from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import ContainerFailed, RpcError, Timeout
 
 DETACH_POLL = 1.0  # seconds between state checks of a detached container
+TIMEOUT_GRACE = 0.5  # seconds the reader may still drain after an overrun's kill
+EXIT_TO_EOF = 2.0  # seconds the output may end after the exit code is known
+LOG_FILE_CAPS = 2  # a kept container's k8s-file log holds at most this many output caps
 
 
 def format_seconds(seconds: float) -> str:
     """5 -> "5s", 0.5 -> "0.5s": as the old CLI printed its --timeout."""
     return f"{seconds:g}s"
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)
 
 
 class Runner:
@@ -40,6 +60,7 @@ class Runner:
     def __init__(self, ctx: CallContext, params: m.Run) -> None:
         self.ctx = ctx
         self.params = params
+        self.http = ctx.pool.http
         self.name = params.name or f"prpc-{uuid.uuid4().hex[:12]}"
         self.deadline_unix = time.time() + params.timeout + ctx.config.podman_kill_margin
         labels = container_labels(ctx.state.instance_id, ctx.request_id, self.deadline_unix,
@@ -48,113 +69,152 @@ class Runner:
         self.body = create_body(params, name=self.name, labels=labels,
                                 kill_margin=ctx.config.podman_kill_margin,
                                 policy=ctx.config.policy)
+        cap = ctx.config.output_cap_bytes
+        unread = params.auto_remove and not params.detach
+        self.body["log_configuration"] = (
+            {"driver": "none"} if unread else {"driver": "k8s-file", "size": LOG_FILE_CAPS * cap})
         if params.detach:
             self.body["remove"] = params.auto_remove  # Podman removes it on exit by itself
         self.cid: str | None = None
         self.cleaned = False
         self.started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-
-        def forward(stream: str, line: str) -> None:
-            loop.call_soon_threadsafe(ctx.progress, stream, line)
-
-        self.capture = OutputCapture(ctx.config.output_cap_bytes,
-                                     forward if ctx.want_progress else None)
+        self.timing: dict[str, float] = {}
+        self.capture = OutputCapture(cap, ctx.progress if ctx.want_progress else None)
 
     async def execute(self) -> dict[str, Any]:
         check_run_spec(self.body, self.ctx.config.policy)  # PolicyDenied before create
         if not self.ctx.is_admin and await visible_image(self.ctx, self.params.image) is None:
             raise image_missing(self.params.image)  # another peer's build is not there for it
-        pool = self.ctx.pool
-        creating = asyncio.ensure_future(pool.call(libpod.create, self.body, subject="image"))
+        began = time.perf_counter()
+        creating = asyncio.ensure_future(lifecycle.create(self.http, self.body))
         try:
             self.cid = await asyncio.shield(creating)
         except asyncio.CancelledError:
             await self._cleanup_shielded(self._cleanup_after_create(creating))
             raise
+        self.timing["create_ms"] = _ms(began)
         self.ctx.state.active_containers.add(self.cid)
         self.ctx.partial = {"container_id": self.cid, "name": self.name}
-        handed_off = False
         try:
-            await pool.call(libpod.start, self.cid)
             if self.params.detach:
+                await self._start()
                 self.ctx.state.spawn(self._watch_detached(self.cid))
-                handed_off = True
                 return self._result("running", None)
-            exit_code = await self._wait()
-        except asyncio.CancelledError:
-            await self._cleanup_shielded(self._cleanup(kill=True))
-            raise
+            exit_code = await self._attached()
         except BaseException:
-            if not handed_off:
-                await self._cleanup_shielded(self._cleanup(kill=True))
+            await self._cleanup_shielded(self._cleanup())
             raise
-        await self._cleanup_shielded(self._cleanup(kill=False))
+        self._remove_after_reply()
         if exit_code != 0:
             raise ContainerFailed(
                 f"Container '{self.name}' exited with code {exit_code}",
                 {"container_id": self.cid, "exit_code": exit_code, **self.capture.snapshot()})
         return self._result("exited", exit_code)
 
-    async def _wait(self) -> int:
-        """The exit code; on overrun kill, collect what was said, remove, raise Timeout."""
+    async def _start(self) -> None:
         assert self.cid is not None
-        pool, cid = self.ctx.pool, self.cid
-        limit = self.params.timeout
-        http_timeout = limit + self.ctx.config.podman_kill_margin + 5
-        follower = None
-        if self.ctx.want_progress:
-            follower = asyncio.ensure_future(
-                pool.call(libpod.logs_into, cid, self.capture, True))
-            follower.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
-        try:
-            exit_code = await asyncio.wait_for(pool.call(libpod.wait_exit, cid, http_timeout),
-                                               timeout=max(0.0, limit))
-        except TimeoutError:
-            await pool.call(libpod.kill_quietly, cid)
-            try:
-                await self._collect(follower)
-            except RpcError:
-                pass  # it vanished meanwhile (removed by someone else): report what we have
-            await self._cleanup_shielded(self._cleanup(kill=False, force_remove=True))
-            raise Timeout(f"Container '{self.name}' exceeded timeout of "
-                          f"{format_seconds(limit)} and was killed",
-                          {"container_id": cid, "name": self.name,
-                           **self.capture.snapshot()}) from None
-        await self._collect(follower)
-        return exit_code
+        began = time.perf_counter()
+        await lifecycle.start(self.http, self.cid)
+        self.timing["start_ms"] = _ms(began)
 
-    async def _collect(self, follower: asyncio.Future[Any] | None) -> None:
-        """Make the capture complete: the follower ends at exit, else read the logs once."""
+    async def _attached(self) -> int:
+        """Attach, start, then read output and wait for the exit together; the exit code."""
         assert self.cid is not None
-        if follower is not None:
-            try:
-                await asyncio.wait_for(follower, timeout=5)
-                self.capture.flush()
-                return
-            except TimeoutError:  # the follow did not end: read the logs plainly instead
-                self.capture = OutputCapture(self.capture.cap)
-        await self.ctx.pool.call(libpod.logs_into, self.cid, self.capture)
+        stream = await AttachStream.open(
+            self.http, "POST",
+            f"{API_PREFIX}/containers/{self.cid}/attach?stream=true&stdout=true&stderr=true")
+        reader: asyncio.Task[None] | None = None
+        waiter: asyncio.Task[int] | None = None
+        try:
+            await self._start()
+            began = time.perf_counter()
+            loop = asyncio.get_running_loop()
+            reader = loop.create_task(stream.pump(self.capture))
+            waiter = loop.create_task(lifecycle.wait_exit(self.http, self.cid))
+            limit = self.params.timeout
+            done, _ = await asyncio.wait({waiter}, timeout=limit)
+            if not done:
+                await self._overran(reader, began)
+            exit_code = waiter.result()
+            exited = time.perf_counter()
+            left = max(0.0, limit - (exited - began))
+            await asyncio.wait({reader}, timeout=min(EXIT_TO_EOF, left + TIMEOUT_GRACE))
+            self.timing["run_ms"] = _ms(began)
+            self.timing["collect_ms"] = _ms(exited)
+            if reader.done():
+                reader.result()  # a broken stream is Podman's error, not a short output
+            self.capture.flush()
+            return exit_code
+        finally:
+            for task in (reader, waiter):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+            stream.close()
+
+    async def _overran(self, reader: asyncio.Task[None], began: float) -> None:
+        """Kill; let the reader drain briefly; raise Timeout with what was captured.
+
+        The removal follows the reply, like a finished run's, so the reply is not
+        held up by it: within ``timeout`` + 2 x ``TIMEOUT_GRACE``.
+        """
+        assert self.cid is not None
+        limit = self.params.timeout
+        with contextlib.suppress(RpcError, TimeoutError):  # gone meanwhile: report what we have
+            async with asyncio.timeout(TIMEOUT_GRACE):
+                await lifecycle.kill(self.http, self.cid)
+        await asyncio.wait({reader}, timeout=TIMEOUT_GRACE)
+        self.capture.flush()
+        self.timing["run_ms"] = _ms(began)
+        self.cleaned = True
+        self._remove_after_reply(force=True)
+        raise Timeout(f"Container '{self.name}' exceeded timeout of "
+                      f"{format_seconds(limit)} and was killed",
+                      {"container_id": self.cid, "name": self.name, **self.capture.snapshot(),
+                       "timing": self.timing})
 
     def _result(self, status: str, exit_code: int | None) -> dict[str, Any]:
         return {"container_id": self.cid, "name": self.name, "status": status,
                 "exit_code": exit_code, "image": [self.params.image],
                 "auto_remove": self.params.auto_remove,
-                "duration_ms": round((time.perf_counter() - self.started) * 1000, 1),
+                "duration_ms": _ms(self.started), "timing": self.timing,
                 **self.capture.snapshot()}
 
-    async def _cleanup(self, kill: bool, force_remove: bool = False) -> None:
-        """Kill (if asked) and remove (if auto_remove or forced); always forget the id."""
-        cid, pool = self.cid, self.ctx.pool
+    def _remove_after_reply(self, force: bool = False) -> None:
+        """Remove an auto-remove (or overrun) container after the reply; forget a kept one."""
+        cid, state = self.cid, self.ctx.state
+        assert cid is not None
+        if not (self.params.auto_remove or force):
+            state.active_containers.discard(cid)
+            return
+        state.pending_removal.add(cid)
+        state.spawn(self._remove_later(cid))
+
+    async def _remove_later(self, cid: str) -> None:
+        state = self.ctx.state
+        try:
+            await lifecycle.kill_and_remove(self.http, cid, running=False)
+        except RpcError:
+            pass  # Podman gone? the labels remain: the reaper removes it
+        finally:
+            state.active_containers.discard(cid)
+            state.pending_removal.discard(cid)
+
+    async def _cleanup(self) -> None:
+        """Kill and (when auto_remove) remove; always forget the id. Once."""
+        cid = self.cid
         assert cid is not None
         if self.cleaned:
+            self.ctx.state.active_containers.discard(cid)
             return
         self.cleaned = True
         try:
-            if self.params.auto_remove or force_remove:
-                await pool.call(libpod.remove_quietly, cid)
-            elif kill:
-                await pool.call(libpod.kill_quietly, cid)
+            if self.params.auto_remove:
+                await lifecycle.kill_and_remove(self.http, cid, running=True)
+            else:
+                with contextlib.suppress(RpcError):
+                    await lifecycle.kill(self.http, cid)
         finally:
             self.ctx.state.active_containers.discard(cid)
 
@@ -165,7 +225,7 @@ class Runner:
         except (Exception, asyncio.CancelledError):  # noqa: BLE001 - nothing was created
             return
         self.ctx.state.active_containers.add(self.cid)
-        await self._cleanup(kill=True)
+        await self._cleanup()
 
     async def _cleanup_shielded(self, coro: Any) -> None:
         """Run cleanup as a daemon task, so a cancellation of this request cannot stop it."""
@@ -179,23 +239,22 @@ class Runner:
 
     async def _watch_detached(self, cid: str) -> None:
         """Enforce a detached container's deadline: kill and remove it when it overruns."""
-        pool = self.ctx.pool
         deadline = time.time() + self.params.timeout
         try:
             while True:
                 left = deadline - time.time()
                 if left <= 0:
-                    await pool.call(libpod.remove_quietly, cid)
+                    await lifecycle.kill_and_remove(self.http, cid)
                     return
                 await asyncio.sleep(min(DETACH_POLL, left))
                 if self.ctx.state.draining:
                     return  # not to hold up shutdown: conmon's timeout and the reaper take over
-                state = await pool.call(libpod.state_or_none, cid)
+                state = await lifecycle.state_or_none(self.http, cid)
                 if state is None:
                     return
                 if state in ("exited", "stopped"):
                     if self.params.auto_remove:
-                        await pool.call(libpod.remove_quietly, cid)
+                        await lifecycle.kill_and_remove(self.http, cid, running=False)
                     return
         except RpcError:
             return  # Podman unreachable: conmon's own timeout and the reaper remain

@@ -18,8 +18,8 @@ One exception to all three: an exited container whose caller asked to keep it
 (``AUTO_REMOVE`` false) is the caller's to remove; a running one past its
 deadline is still killed and removed.
 
-Running containers are SIGKILLed before removal: ``rm --force`` would first send
-SIGTERM and wait the stop timeout (10 s), which a ``sleep`` as PID 1 ignores.
+Running containers are SIGKILLed before removal, by the daemon's one
+kill-and-remove routine (``daemon.podman.lifecycle.kill_and_remove``).
 The pass runs once before the daemon serves, then every ``reap_interval``.
 Each pass lists once and removes with a small bounded concurrency, so a slow
 Podman never makes passes pile up and the reaper never takes more than a few
@@ -45,6 +45,7 @@ from podman_rpc.daemon.podman.labels import (
     REQUEST,
     WARM_EXPIRES,
 )
+from podman_rpc.daemon.podman.lifecycle import kill_and_remove
 from podman_rpc.daemon.rpc.context import DaemonState, instance_alive
 from podman_rpc.protocol.errors import NotFound, RpcError
 
@@ -63,16 +64,6 @@ def list_owned(client: Any) -> list[dict[str, Any]]:
     """Every container (any state) labelled as ours, as Podman's list objects."""
     found = client.containers.list(all=True, filters={"label": f"{OWNER}={OWNER_VALUE}"})
     return [container.attrs for container in found]
-
-
-def kill_and_remove(client: Any, container_id: str, running: bool) -> None:
-    """SIGKILL (when running) then force-remove with its volumes, without a stop timeout."""
-    if running:
-        with contextlib.suppress(Exception):  # it may exit on its own meanwhile
-            client.api.post(f"/containers/{container_id}/kill",
-                            params={"signal": "SIGKILL"}).raise_for_status()
-    client.api.delete(f"/containers/{container_id}",
-                      params={"force": True, "volumes": True, "timeout": 0}).raise_for_status()
 
 
 def _deadline(labels: dict[str, str]) -> float | None:
@@ -164,10 +155,11 @@ class Reaper:
         labels = attrs.get("Labels") or {}
         state_name = str(attrs.get("State", "")).lower()
         try:
-            await self.state.pool.call(kill_and_remove, container_id,
-                                       state_name not in FINISHED_STATES)
+            if not await kill_and_remove(self.state.pool.http, container_id,
+                                         state_name not in FINISHED_STATES):
+                return False  # gone already (its request or Podman's auto-remove won the race)
         except NotFound:
-            return False  # gone already (its request or Podman's auto-remove won the race)
+            return False
         except RpcError as error:
             log.warning("reap failed", container_id=container_id[:12], reason=reason,
                         error=error.message)

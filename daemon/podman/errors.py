@@ -67,6 +67,9 @@ def translate(exc: BaseException, *, subject: str = "container") -> RpcError:
         return NotFound(message, kind="ImageNotFound")  # libpod create answers 500 for these
     if status is not None and status >= 400 and "invalid signal" in lowered:
         return InvalidParams("signal", message)  # libpod answers 500 for a bad signal name
+    if "for attach" in lowered and "preparing container" in lowered:
+        # attach initialises a created container (runc create); its 409 is a start failure
+        return PodmanError(message, {"status": status})
     if "container state improper" in lowered:
         return Conflict(message, {"status": status})  # e.g. kill on a stopped container
     if status == 404 or isinstance(exc, podman_errors.NotFound):

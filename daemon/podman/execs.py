@@ -2,8 +2,7 @@
 
 Exec create and inspect are small JSON calls on kept-alive connections; the
 attached ``exec start`` is read by the same reader as ``run``'s attach stream
-(``daemon.podman.attach``), with the same cap. ``image_command`` is the one
-podman-py call (``PodmanPool.call``), made once per pool.
+(``daemon.podman.attach``), with the same cap.
 """
 
 from __future__ import annotations
@@ -12,18 +11,8 @@ from typing import Any
 from urllib.parse import quote
 
 from podman_rpc.daemon.podman.attach import AttachStream, Sink
-from podman_rpc.daemon.podman.errors import translate
-from podman_rpc.daemon.podman.http import API_PREFIX, PodmanHTTP, Reply, StatusError
-
-
-def _checked(reply: Reply, subject: str = "container") -> Reply:
-    if not reply.ok:
-        try:
-            message = str(reply.json().get("message") or reply.body[:500])
-        except (ValueError, AttributeError):
-            message = reply.body[:500].decode("utf-8", "replace")
-        raise translate(StatusError(reply.status, message), subject=subject)
-    return reply
+from podman_rpc.daemon.podman.http import API_PREFIX, PodmanHTTP
+from podman_rpc.daemon.podman.lifecycle import check
 
 
 async def exec_create(http: PodmanHTTP, cid: str, argv: list[str], env: list[str],
@@ -32,7 +21,7 @@ async def exec_create(http: PodmanHTTP, cid: str, argv: list[str], env: list[str
                             "Tty": False, "Cmd": argv, "Env": env}
     if workdir:
         body["WorkingDir"] = workdir
-    reply = _checked(await http.request("POST", f"{API_PREFIX}/containers/{cid}/exec", body))
+    reply = check(await http.request("POST", f"{API_PREFIX}/containers/{cid}/exec", body))
     return str(reply.json()["Id"])
 
 
@@ -48,7 +37,7 @@ async def exec_run(http: PodmanHTTP, exec_id: str, sink: Sink) -> None:
 
 async def exec_exit_code(http: PodmanHTTP, exec_id: str) -> int | None:
     """The exec's exit code, or None while Podman still reports it running."""
-    attrs = _checked(await http.request("GET", f"{API_PREFIX}/exec/{exec_id}/json")).json()
+    attrs = check(await http.request("GET", f"{API_PREFIX}/exec/{exec_id}/json")).json()
     if attrs.get("Running"):
         return None
     return int(attrs.get("ExitCode", -1))
@@ -57,7 +46,7 @@ async def exec_exit_code(http: PodmanHTTP, exec_id: str) -> int | None:
 async def image_command(http: PodmanHTTP,
                         image: str) -> tuple[list[str] | None, list[str] | None]:
     """The image's (Entrypoint, Cmd): what a warm run execs when the call names no command."""
-    reply = _checked(await http.request("GET", f"{API_PREFIX}/images/{quote(image, safe='/:@')}/json"),
+    reply = check(await http.request("GET", f"{API_PREFIX}/images/{quote(image, safe='/:@')}/json"),
                      subject="image")
     config = reply.json().get("Config") or {}
     return config.get("Entrypoint"), config.get("Cmd")

@@ -3,38 +3,15 @@
 Used where podman-py's object layer costs round trips (``containers.get`` before
 every action) or hides a field. Failures surface as podman-py exceptions from
 ``raise_for_status`` and are translated by the pool (``daemon.podman.errors``);
-the cleanup helpers instead check the status code, because "already gone" is
-success for them.
+the lifecycle of a ``run`` (create, start, wait, kill-and-remove) is on the event
+loop instead (``daemon.podman.lifecycle``).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from podman_rpc.daemon.handlers.output import OutputCapture, read_frames
-
-WAIT_INTERVAL = "10ms"  # libpod polls the state this often; its default (250ms) costs ~0.2s per run
-_GONE = {404, 409}  # no such container / not running (libpod also says 500 "state improper")
-
-
-def create(client: Any, body: dict[str, Any]) -> str:
-    response = client.api.post("/containers/create", data=json.dumps(body),
-                               headers={"Content-Type": "application/json"})
-    response.raise_for_status()
-    return str(response.json()["Id"])
-
-
-def start(client: Any, cid: str) -> None:
-    client.api.post(f"/containers/{cid}/start").raise_for_status()
-
-
-def wait_exit(client: Any, cid: str, http_timeout: float) -> int:
-    """Block until the container has exited; its exit code."""
-    response = client.api.post(f"/containers/{cid}/wait", timeout=http_timeout,
-                               params={"condition": "exited", "interval": WAIT_INTERVAL})
-    response.raise_for_status()
-    return int(response.json())
 
 
 def logs_into(client: Any, cid: str, capture: OutputCapture, follow: bool = False,
@@ -61,25 +38,9 @@ def container_inspect(client: Any, cid: str) -> dict[str, Any]:
     return attrs
 
 
-def state_or_none(client: Any, cid: str) -> str | None:
-    """The container's state ("running", "exited", ...), or None once it is gone."""
-    response = client.api.get(f"/containers/{cid}/json")
-    if response.status_code == 404:
-        return None
-    response.raise_for_status()
-    return str(response.json().get("State", {}).get("Status", ""))
-
-
 def kill(client: Any, cid: str, signal: str = "SIGKILL") -> None:
     response = client.api.post(f"/containers/{cid}/kill", params={"signal": signal})
     response.raise_for_status()
-
-
-def kill_quietly(client: Any, cid: str) -> None:
-    """SIGKILL; a container that already stopped or vanished is fine."""
-    response = client.api.post(f"/containers/{cid}/kill", params={"signal": "SIGKILL"})
-    if response.status_code not in _GONE and "state improper" not in response.text:
-        response.raise_for_status()
 
 
 def _removed_anyway(client: Any, cid: str, response: Any) -> bool:
@@ -98,13 +59,6 @@ def remove(client: Any, cid: str, force: bool) -> None:
     params = {"force": "true", "timeout": "0"} if force else {}
     response = client.api.delete(f"/containers/{cid}", params=params)
     if not _removed_anyway(client, cid, response):
-        response.raise_for_status()
-
-
-def remove_quietly(client: Any, cid: str) -> None:
-    """Force-remove (killing it first); one that is already gone is fine."""
-    response = client.api.delete(f"/containers/{cid}", params={"force": "true", "timeout": "0"})
-    if response.status_code != 404 and not _removed_anyway(client, cid, response):
         response.raise_for_status()
 
 

@@ -85,6 +85,8 @@ class DaemonState:
         self.partial_budget = PartialBudget(config.max_partial_bytes_total)
         self.status_view = self._status_view()
         self.active_containers: set[str] = set()
+        # Auto-remove containers whose run has replied and whose removal follows; ps hides them.
+        self.pending_removal: set[str] = set()
         self.warm: WarmPools | None = None  # set by the server when it starts the warm pools
         self.background: set[asyncio.Task[Any]] = set()
         self.on_activity: Callable[[], None] = lambda: None

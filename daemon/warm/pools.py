@@ -26,7 +26,7 @@ import structlog
 from podman_rpc.daemon.config import Config
 from podman_rpc.daemon.guard.confine import harden_options
 from podman_rpc.daemon.guard.policy import check_run_spec
-from podman_rpc.daemon.podman import execs, libpod
+from podman_rpc.daemon.podman import execs, lifecycle
 from podman_rpc.daemon.podman.labels import WARM_EXPIRES, container_labels
 from podman_rpc.daemon.podman.pool import PodmanPool
 from podman_rpc.daemon.warm.config import WarmConfig
@@ -74,12 +74,15 @@ class WarmPools:
     """Every warm pool of this daemon instance."""
 
     def __init__(self, config: Config, pool: PodmanPool, instance_id: str,
-                 active: set[str], figures: dict[str, dict[str, Any]]) -> None:
+                 active: set[str], hidden: set[str], figures: dict[str, dict[str, Any]]) -> None:
         self.config = config
         self.warm: WarmConfig = config.warm
         self.podman = pool
         self.instance_id = instance_id
         self.active = active  # the daemon's active_containers: the reaper leaves these alone
+        # The daemon's pending_removal: ``ps`` hides them. An idle warm container is nobody's
+        # run yet, and a used one is gone for its caller: only a claimed one is listed.
+        self.hidden = hidden
         self.pools: dict[str, Pool] = {}
         self.figures = figures  # status's "warm": one live entry per pool
         self.denied: set[str] = set()
@@ -108,6 +111,7 @@ class WarmPools:
                 warm = pool.ready.popleft()
                 if warm.expires > now:
                     self.active.add(warm.cid)
+                    self.hidden.discard(warm.cid)
                     pool.figures["claimed"] += 1
                     pool.show()
                     self._wake.set()
@@ -144,6 +148,7 @@ class WarmPools:
 
     def release(self, warm: WarmContainer) -> None:
         """The run is over: remove its container off the critical path, then refill."""
+        self.hidden.add(warm.cid)
         self._spawn(self._remove(warm.cid))
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -250,11 +255,12 @@ class WarmPools:
                     pool.image_command = await execs.image_command(self.podman.http,
                                                                    pool.spec.image)
                 body, name, expires = self._body(pool.spec)
-                created = await self.podman.call(libpod.create, body, subject="image")
-                await self.podman.call(libpod.start, created)
+                created = await lifecycle.create(self.podman.http, body)
+                await lifecycle.start(self.podman.http, created)
             if self._stopping or pool.target == 0:
                 await self._remove(created, refill=False)
                 return
+            self.hidden.add(created)
             pool.ready.append(WarmContainer(cid=created, name=name, pool=pool, expires=expires))
             created = None
         except RpcError as error:
@@ -288,12 +294,13 @@ class WarmPools:
 
     async def _remove(self, cid: str, refill: bool = True) -> None:
         try:
-            await self.podman.call(libpod.remove_quietly, cid)
+            await lifecycle.kill_and_remove(self.podman.http, cid)
         except RpcError as error:  # the labels let the reaper finish it
             log.warning("warm container removal failed", container_id=cid[:12],
                         error=error.message)
         finally:
             self.active.discard(cid)
+            self.hidden.discard(cid)
             if refill:
                 self._wake.set()
 

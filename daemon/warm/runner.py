@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from podman_rpc.daemon.handlers.output import OutputCapture
-from podman_rpc.daemon.podman import execs, libpod
+from podman_rpc.daemon.podman import execs, lifecycle
 from podman_rpc.daemon.rpc.context import CallContext
 from podman_rpc.daemon.warm.keys import exec_spec
 from podman_rpc.daemon.warm.pools import WarmContainer, WarmPools
@@ -126,7 +126,7 @@ class WarmRunner:
 
     async def _kill(self) -> None:
         """SIGKILL the container now (its removal follows in ``release``), even if cancelled."""
-        task = asyncio.ensure_future(self.ctx.pool.call(libpod.kill_quietly, self.warm.cid))
+        task = asyncio.ensure_future(lifecycle.kill(self.ctx.pool.http, self.warm.cid))
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
