@@ -215,3 +215,13 @@ def test_max_warm_total_and_the_memory_budget_bound_every_pool(
         figures = list(warm_status(conn).values())[0]
         assert figures["ready"] + figures["starting"] == 2 and figures["target"] == 4
         assert len(warm_ids(instance)) == 2
+
+
+def test_the_output_cap_holds_on_the_warm_path(make_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = make_daemon("output_cap_bytes = 1000\n" + pool_config(1))
+    with daemon.connect() as conn:
+        ready(conn, 1)
+        result = run(conn, command=["sh", "-c", "yes abcd | head -c 300000; echo tail >&2"],
+                     timeout=20)["result"]
+        assert is_warm(result) and result["truncated"] is True
+        assert result["stdout"] == "abcd\n" * 200 and result["stderr"] == "tail\n"

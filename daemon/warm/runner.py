@@ -26,21 +26,6 @@ EXIT_POLLS = 50  # exec inspect may say "running" for a moment after its stream 
 EXIT_POLL_SECONDS = 0.01
 
 
-class CaptureSink:
-    """The attach reader's sink over the cold path's capture: full once both streams are."""
-
-    def __init__(self, capture: OutputCapture) -> None:
-        self.capture = capture
-
-    @property
-    def full(self) -> bool:
-        capture = self.capture
-        return all(len(data) >= capture.cap for data in capture.data.values())
-
-    def feed(self, stream: str, chunk: bytes) -> None:
-        self.capture.feed(stream, chunk)
-
-
 class WarmGone(Exception):
     """The claimed container is no longer usable (reaped, died): run cold instead."""
 
@@ -95,7 +80,7 @@ class WarmRunner:
         warm, http = self.warm, self.ctx.pool.http
         limit = self.params.timeout
         try:
-            await asyncio.wait_for(execs.exec_run(http, exec_id, CaptureSink(self.capture)),
+            await asyncio.wait_for(execs.exec_run(http, exec_id, self.capture),
                                    timeout=max(0.0, limit))
         except TimeoutError:
             await self._kill()
