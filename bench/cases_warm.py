@@ -23,7 +23,7 @@ from bench.stats import Measurement
 from tests.rig.podman import podman
 
 POOL_SIZE = 2
-SETTLE = 0.3  # seconds after the pool is full again, for the used container's removal
+SETTLE = 0.5  # seconds after the pool is full again, for the used container's removal
 
 
 def warm_config(image: str) -> str:
@@ -97,6 +97,19 @@ def lookup_cost(image: str, count: int = 20_000) -> Measurement:
                        note="what the miss adds to the cold path")
 
 
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _sentinel_rss(daemon: DaemonProcess) -> float:
+    """RSS (MiB) of the daemon's warm sentinel (sh and its cat): once per daemon."""
+    assert daemon.process is not None
+    for child in _children(daemon.process.pid):
+        if b"warm/sentinel.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+            return rss_mb(child) + sum(rss_mb(c) for c in _children(child))
+    return float("nan")
+
+
 def warm_cases(rig_dir: Path, plain_socket: Path, podman_socket: Path, image: str,
                rounds: int) -> list[Measurement]:
     daemon = DaemonProcess(rig_dir / "warm-daemon", podman_socket, warm_config(image)).start()
@@ -109,6 +122,7 @@ def warm_cases(rig_dir: Path, plain_socket: Path, podman_socket: Path, image: st
         instance = warm_client.call("status")["instance_id"]
         _ready(warm_client, POOL_SIZE)
         pause, monitor, cgroup = _idle_memory(instance)
+        sentinel = _sentinel_rss(daemon)
         _timed(plain, hit_line)  # warm-ups
         _timed(warm_client, miss_line)
         cli_run(image)
@@ -122,22 +136,28 @@ def warm_cases(rig_dir: Path, plain_socket: Path, podman_socket: Path, image: st
             _ready(warm_client, POOL_SIZE)
             time.sleep(SETTLE)
 
-        for _ in range(rounds):
-            settled()
+        def hit() -> None:
+            nonlocal not_warm
             elapsed, result = _timed(warm_client, hit_line)
             if result.get("timing", {}).get("warm"):
                 hits.append(elapsed)
             else:
                 not_warm += 1
-            settled()
+
+        def miss() -> None:
             elapsed, result = _timed(warm_client, miss_line)
             if result.get("timing", {}).get("warm"):
                 raise RuntimeError("a spec with no pool was served warm")
             misses.append(elapsed)
-            settled()
-            colds.append(_timed(plain, miss_line)[0])
-            settled()
-            clis.append(cli_run(image))
+
+        subjects = [hit, miss, lambda: colds.append(_timed(plain, miss_line)[0]),
+                    lambda: clis.append(cli_run(image))]
+        for index in range(rounds):
+            # Rotated each round: each subject follows each other one (and its aftermath,
+            # e.g. the warm hit's kill and refill) equally often.
+            for subject in subjects[index % 4:] + subjects[:index % 4]:
+                settled()
+                subject()
     finally:
         warm_client.close()
         plain.close()
@@ -154,6 +174,8 @@ def warm_cases(rig_dir: Path, plain_socket: Path, podman_socket: Path, image: st
                     unit="MB", note=f"max of {len(pause)}: {[round(v, 2) for v in pause]}"),
         Measurement("warm", "idle warm container: conmon RSS", value=max(monitor, default=0),
                     unit="MB", note=f"max of {len(monitor)}: {[round(v, 2) for v in monitor]}"),
+        Measurement("warm", "the daemon's warm sentinel process RSS (once per daemon)",
+                    value=sentinel, unit="MB"),
         Measurement("warm", "idle warm container: cgroup memory.current",
                     value=max(cgroup, default=float("nan")), unit="MB",
                     note=f"max of {len(cgroup)}: {[round(v, 2) for v in cgroup]}"),

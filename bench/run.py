@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             ("memory", lambda: cases_resources.soak(dsock, rig.daemon_pid, n.soak)),
             ("cold", lambda: cases_resources.cold_start(psock, n.cold_runs)),
             ("warm", lambda: cases_warm.warm_cases(rig.directory, dsock, psock, rig.image,
-                                                   max(3, n.cli_run))),
+                                                   max(4, n.cli_run))),
         ]
         for case, fn in plan:
             if case in only:

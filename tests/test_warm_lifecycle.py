@@ -53,7 +53,7 @@ def test_sigkill_then_restart_leaves_no_warm_container(
     assert daemon.process is not None
     children = Path(f"/proc/{daemon.process.pid}/task/{daemon.process.pid}/children")
     for pid in children.read_text().split():
-        if b"warm.sentinel" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        if b"warm/sentinel.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
             os.kill(int(pid), signal.SIGKILL)
     daemon.kill()  # SIGKILL: no final pass. (Not asserted: that they are all still there. Any
     # other daemon's reaper on this host, e.g. another test session's, may reap them at once.)

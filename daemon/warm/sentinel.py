@@ -6,15 +6,16 @@ The sentinel holds the read end of a pipe whose write end only the daemon holds
 (close-on-exec, so no other child inherits it). Whatever ends the daemon, the
 kernel closes that end, the sentinel reads EOF, lists the containers labelled
 with the daemon's instance and ``WARM_EXPIRES``, force-removes them and exits.
-After a clean shutdown it finds none. Standard library only: one small Python
-process (about 10 MB resident), started only when warm pools are configured.
+After a clean shutdown it finds none. Until then only ``sh`` and ``cat`` wait on
+the pipe (their RSS is in the bench's warm case); Python starts for the sweep, as
+``python -I -S`` on this file, importing a few standard modules. Started only
+when warm pools are configured.
 
-    python -m podman_rpc.daemon.warm.sentinel PODMAN_SOCKET INSTANCE_ID
+    sh -c 'cat >/dev/null; exec python -I -S sentinel.py PODMAN_SOCKET INSTANCE ...'
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import subprocess
@@ -22,42 +23,33 @@ import sys
 import urllib.parse
 from typing import Any
 
-from podman_rpc.daemon.podman.labels import INSTANCE, WARM_EXPIRES
-
 API = "/v4.0.0/libpod"
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("d", timeout=30)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(self.path)
-
-
 def _call(podman_socket: str, method: str, path: str) -> tuple[int, bytes]:
-    connection = _UnixConnection(podman_socket)
-    try:
-        connection.request(method, API + path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+    """One HTTP/1.0 exchange (Podman answers it unchunked and closes): status and body."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(podman_socket)
+        sock.sendall(f"{method} {API}{path} HTTP/1.0\r\nHost: d\r\n\r\n".encode())
+        chunks = []
+        while chunk := sock.recv(1 << 16):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    parts = head.split(b" ", 2)
+    return (int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0), body
 
 
-def sweep(podman_socket: str, instance: str) -> int:
+def sweep(podman_socket: str, instance: str, instance_label: str, warm_label: str) -> int:
     """Force-remove every warm container of ``instance``; how many went."""
-    filters = urllib.parse.quote(json.dumps({"label": [f"{INSTANCE}={instance}"]}))
+    filters = urllib.parse.quote(json.dumps({"label": [f"{instance_label}={instance}"]}))
     status, body = _call(podman_socket, "GET", f"/containers/json?all=true&filters={filters}")
     if status != 200:
         return 0
     listed: list[dict[str, Any]] = json.loads(body)
     removed = 0
     for attrs in listed:
-        if WARM_EXPIRES not in (attrs.get("Labels") or {}):
+        if warm_label not in (attrs.get("Labels") or {}):
             continue  # not warm: the reaper's, under its own rules
         status, _ = _call(podman_socket, "DELETE",
                           f"/containers/{attrs['Id']}?force=true&timeout=0")
@@ -66,11 +58,10 @@ def sweep(podman_socket: str, instance: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    podman_socket, instance = argv
-    while sys.stdin.buffer.read(4096):
-        pass  # the daemon never writes: this waits for EOF, i.e. its end
+    """Sweep now: the shell that started this has already read EOF, i.e. the daemon ended."""
+    podman_socket, instance, instance_label, warm_label = argv
     try:
-        removed = sweep(podman_socket, instance)
+        removed = sweep(podman_socket, instance, instance_label, warm_label)
     except OSError as error:  # Podman gone too: conmon's backstop and the next daemon's reaper
         print(f"warm sentinel: Podman unreachable: {error}", file=sys.stderr)
         return 1
@@ -80,12 +71,20 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+_WAIT_THEN_SWEEP = 'cat >/dev/null; exec "$0" -I -S "$1" "$2" "$3" "$4" "$5"'
+
+
 class Sentinel:
     """The daemon's side: start the child, and (at a clean stop) let it go."""
 
     def __init__(self, podman_socket: str, instance: str) -> None:
+        from podman_rpc.daemon.podman.labels import INSTANCE, WARM_EXPIRES
+
+        # While the daemon lives only sh and cat wait (about 2 MB); Python starts after EOF,
+        # with -I -S and this file's path: no site-packages, no package imports.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", __name__, podman_socket, instance],
+            ["/bin/sh", "-c", _WAIT_THEN_SWEEP, sys.executable, __file__, podman_socket,
+             instance, INSTANCE, WARM_EXPIRES],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
 
     def close(self, wait: float = 5.0) -> None:
