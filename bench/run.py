@@ -69,6 +69,8 @@ def ratios(rows: list[Measurement]) -> list[Ratio]:
     seq, cli_seq = find(rows, "output", "daemon run seq"), find(rows, "output", "podman run --rm seq")
     yes = find(rows, "output", "daemon run yes")
     peak = find(rows, "output", "daemon peak RSS")
+    tp8 = next((r for r in rows if r.case == "run throughput" and "over 8 connections" in r.subject), None)
+    cli8 = next((r for r in rows if r.case == "run throughput" and "8 in parallel" in r.subject), None)
     out = [
         ratio("old per-call ping p50 / daemon ping p50", quotient(find(rows, "ping", "old way"), ping),
               ">= 200x", lambda v: v >= 200),
@@ -96,6 +98,8 @@ def ratios(rows: list[Measurement]) -> list[Ratio]:
                  max(yes.samples) if yes else None, "s", "<= 6 s, truncated",
                  lambda v: v <= 6 and yes is not None and "truncated=True" in yes.note
                  and "False" not in yes.note),
+        ratio("run throughput at parallelism 8: daemon / podman CLI", quotient(tp8, cli8),
+              ">= 1.3x (issue 17)", lambda v: v >= 1.3),
         absolute("daemon peak RSS, 8 parallel runs printing 100 MB", peak.p50 if peak else None,
                  "MB", "<= 100 MB", lambda v: v <= 100),
         ratio("run throughput: daemon / podman CLI", quotient(run_tp, cli_tp), ">= 0.9x",
@@ -206,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             ("run", lambda: cases_run.run_throughput(dsock, rig.image, n.run_total, n.run_conns)),
             ("output", lambda: cases_output.seq_cases(dsock, rig.image, n.run // 5 or 2)),
             ("output", lambda: cases_output.yes_case(dsock, rig.image, 3 if n.run > 10 else 1)),
+            ("output", lambda: cases_run.run_throughput(dsock, rig.image, 8 * max(n.run_total // 20, 1),
+                                                        8)),
             ("output", lambda: cases_output.rss_case(dsock, rig.daemon_pid, rig.image)),
             ("memory", lambda: cases_resources.idle_connections(dsock, rig.daemon_pid,
                                                                 n.idle_conns)),

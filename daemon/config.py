@@ -79,6 +79,8 @@ class Config:
     podman_kill_margin: float = 2.0
     podman_call_timeout: float = 300.0
     output_cap_bytes: int = 1 << 20
+    # conmon's exit files (Podman's tmp_dir + "/exits", root's default); "" = ask libpod's wait only
+    podman_exit_dir: str = "/run/libpod/exits"
 
     # lifecycle
     drain_grace: float = 30.0

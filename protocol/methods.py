@@ -185,7 +185,7 @@ class RunTiming(TypedDict, total=False):
     """Where a run's latency went, in milliseconds (a detached run has no run/collect)."""
 
     create_ms: float  # POST create
-    start_ms: float  # POST start (the attach stream is open by then)
+    start_ms: float  # attach (libpod prepares the container: runc create) and POST start
     run_ms: float  # start's return -> exit code and output known (or the overrun's kill)
     collect_ms: float  # exit code known -> the output's end (attach EOF)
     warm: bool  # true when a warm container served it (issue 20; its start_ms is 0)

@@ -117,3 +117,34 @@ def test_attach_to_a_missing_container_is_not_found(podman_service: PodmanServic
 
     with pytest.raises(NotFound):
         asyncio.run(go())
+
+
+@pytest.mark.podman
+def test_exec_start_is_read_by_the_same_reader(podman_service: PodmanService,
+                                               busybox: str) -> None:
+    """POST /exec/{id}/start with Detach false is hijacked with the same framing (issue 20)."""
+    async def go() -> tuple[Sink, int]:
+        client = PodmanHTTP(podman_service.socket_path)
+        cid = (await _create(client, busybox, ["sleep", "30"])).json()["Id"]
+        try:
+            assert (await client.request("POST", f"{API_PREFIX}/containers/{cid}/start")).ok
+            made = await client.request("POST", f"{API_PREFIX}/containers/{cid}/exec", {
+                "Cmd": ["sh", "-c", "seq 3; echo e >&2"], "AttachStdout": True,
+                "AttachStderr": True})
+            exec_id = made.json()["Id"]
+            stream = await AttachStream.open(client, "POST", f"{API_PREFIX}/exec/{exec_id}/start",
+                                             {"Detach": False, "Tty": False})
+            sink = Sink()
+            try:
+                await asyncio.wait_for(stream.pump(sink), 30)
+            finally:
+                stream.close()
+            code = (await client.request("GET", f"{API_PREFIX}/exec/{exec_id}/json")).json()
+            return sink, int(code["ExitCode"])
+        finally:
+            await client.request("DELETE", f"{API_PREFIX}/containers/{cid}?force=true&timeout=0")
+            client.close()
+
+    sink, code = asyncio.run(go())
+    assert sink.data["stdout"] == b"1\n2\n3\n" and sink.data["stderr"] == b"e\n"
+    assert code == 0

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import http.client
 import json
 import re
 import socket
@@ -30,6 +29,7 @@ from collections.abc import Callable, Generator, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
+import h11
 import structlog
 
 from podman_rpc.daemon.guard.access import peer_groups
@@ -47,7 +47,7 @@ from podman_rpc.daemon.handlers.build_leftovers import remove_interrupted_upload
 from podman_rpc.daemon.handlers.owned import image_or_none, image_owner
 from podman_rpc.daemon.handlers.run_spec import parse_key_values
 from podman_rpc.daemon.podman import labels
-from podman_rpc.daemon.podman.http import API_PREFIX
+from podman_rpc.daemon.podman.http import API_PREFIX, BlockingConnection
 from podman_rpc.daemon.rpc.context import CallContext
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import PodmanError
@@ -69,20 +69,6 @@ def _line_sink(ctx: CallContext, stream: str) -> Callable[[str], None]:
     return forward if ctx.want_progress else (lambda line: None)
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    """http.client over Podman's unix socket."""
-
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("d", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.unix_path)
-        self.sock = sock
-
-
 class BuildCall:
     """One build's stop signal, shared by the loop (which stops it) and its worker thread."""
 
@@ -90,10 +76,10 @@ class BuildCall:
         self.stopped = threading.Event()
         self.cgroup = BuildCgroup()  # where libpod puts this build's RUN steps
         self.upload_started: float | None = None  # wall-clock time the body began
-        self._conn: _UnixHTTPConnection | None = None
+        self._conn: BlockingConnection | None = None
         self._lock = threading.Lock()
 
-    def attach(self, conn: _UnixHTTPConnection) -> None:
+    def attach(self, conn: BlockingConnection) -> None:
         with self._lock:
             if self.stopped.is_set():
                 raise Stopped()
@@ -110,26 +96,36 @@ class BuildCall:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
-def _podman_error(response: http.client.HTTPResponse) -> PodmanError:
-    raw = response.read(64 << 10)
+def _podman_error(status: int, conn: BlockingConnection) -> PodmanError:
+    raw = b""
+    with contextlib.suppress(OSError, h11.ProtocolError):
+        for data in conn.body():
+            raw += data
+            if len(raw) > 64 << 10:
+                break
     try:
         message = str(json.loads(raw).get("message") or raw[:500].decode("utf-8", "replace"))
     except (ValueError, AttributeError):
         message = raw[:500].decode("utf-8", "replace")
-    return PodmanError(f"Build failed: {message.strip()}", {"status": response.status})
+    return PodmanError(f"Build failed: {message.strip()}", {"status": status})
 
 
-def _stream_lines(response: http.client.HTTPResponse, call: BuildCall) -> Iterator[dict[str, Any]]:
+def _stream_lines(conn: BlockingConnection, call: BuildCall) -> Iterator[dict[str, Any]]:
     """Podman's JSON lines, until it ends or the build is stopped."""
-    while raw := response.readline(_MAX_LINE):
-        if call.stopped.is_set():
-            raise Stopped()
-        raw = raw.strip()
-        if raw:
-            try:
-                yield json.loads(raw)
-            except ValueError:
-                yield {"stream": raw.decode("utf-8", "replace")}
+    try:
+        for raw in conn.lines(_MAX_LINE):
+            if call.stopped.is_set():
+                raise Stopped()
+            raw = raw.strip()
+            if raw:
+                try:
+                    yield json.loads(raw)
+                except ValueError:
+                    yield {"stream": raw.decode("utf-8", "replace")}
+    except (OSError, h11.ProtocolError) as exc:  # stopped: the socket was shut down
+        if not call.stopped.is_set():
+            raise PodmanError(f"Build failed: Podman's reply broke off: {exc}",
+                              {"status": None}) from None
     if call.stopped.is_set():
         raise Stopped()
 
@@ -142,22 +138,22 @@ def _run_build(client: Any, call: BuildCall, tar: ContextTar, query: dict[str, s
     connection (not the worker's kept-alive client) so that ``call.stop`` can end it.
     """
     tar.measure()
-    conn = _UnixHTTPConnection(*podman)
+    conn = BlockingConnection(*podman)
     logs: list[str] = []
     image_id = None
     try:
         call.attach(conn)
         try:
-            conn.request("POST", f"{API_PREFIX}/build?{urlencode(query)}", body=tar.chunks(),
-                         headers={"Content-Type": "application/x-tar"}, encode_chunked=True)
-            response = conn.getresponse()
-        except OSError:
+            conn.send("POST", f"{API_PREFIX}/build?{urlencode(query)}",
+                      [("Content-Type", "application/x-tar")], tar.chunks())
+            response = conn.response()
+        except (OSError, h11.ProtocolError):
             if call.stopped.is_set():
                 raise Stopped() from None
             raise
-        if response.status != 200:
-            raise _podman_error(response)
-        for item in _stream_lines(response, call):
+        if response.status_code != 200:
+            raise _podman_error(response.status_code, conn)
+        for item in _stream_lines(conn, call):
             if item.get("error"):
                 raise PodmanError(f"Build failed: {str(item['error']).strip()}",
                                   {"status": None, "logs": logs[-50:]})

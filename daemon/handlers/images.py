@@ -95,6 +95,7 @@ async def rmi(ctx: CallContext, params: m.Rmi) -> dict[str, str]:
         if params.force:  # force would remove other peers' containers that use it
             raise PolicyDenied("Denied by policy (rmi_force): only admin may force-remove an "
                                "image", {"rule": "rmi_force"})
+    await ctx.state.removals_settled()  # a run that just replied may still hold the image
     await ctx.pool.call(_remove_image, params.name, params.force, subject="image")
     return {"image": params.name, "message": "Image deleted successfully"}
 
@@ -110,4 +111,5 @@ def _prune(client: Any) -> dict[str, Any]:
 
 @implements(m.Prune)
 async def prune(ctx: CallContext, params: m.Prune) -> dict[str, Any]:
+    await ctx.state.removals_settled()  # images of runs that just replied are not yet unused
     return await ctx.pool.call(_prune, subject="image")

@@ -120,6 +120,7 @@ class Runner:
     async def _attached(self) -> int:
         """Attach, start, then read output and wait for the exit together; the exit code."""
         assert self.cid is not None
+        opened = time.perf_counter()  # libpod prepares the container (runc create) at attach
         stream = await AttachStream.open(
             self.http, "POST",
             f"{API_PREFIX}/containers/{self.cid}/attach?stream=true&stdout=true&stderr=true")
@@ -127,15 +128,13 @@ class Runner:
         waiter: asyncio.Task[int] | None = None
         try:
             await self._start()
+            self.timing["start_ms"] = _ms(opened)
             began = time.perf_counter()
             loop = asyncio.get_running_loop()
             reader = loop.create_task(stream.pump(self.capture))
             waiter = loop.create_task(lifecycle.wait_exit(self.http, self.cid))
             limit = self.params.timeout
-            done, _ = await asyncio.wait({waiter}, timeout=limit)
-            if not done:
-                await self._overran(reader, began)
-            exit_code = waiter.result()
+            exit_code = await self._exit_code(reader, waiter, began)
             exited = time.perf_counter()
             left = max(0.0, limit - (exited - began))
             await asyncio.wait({reader}, timeout=min(EXIT_TO_EOF, left + TIMEOUT_GRACE))
@@ -152,6 +151,36 @@ class Runner:
                     with contextlib.suppress(BaseException):
                         await task
             stream.close()
+
+    async def _exit_code(self, reader: asyncio.Task[None], waiter: asyncio.Task[int],
+                         began: float) -> int:
+        """libpod's wait, or conmon's exit file once the output has ended, whichever is first."""
+        assert self.cid is not None
+        limit = self.params.timeout
+        first, _ = await asyncio.wait({reader, waiter}, timeout=limit,
+                                      return_when=asyncio.FIRST_COMPLETED)
+        if not first:
+            await self._overran(reader, began)
+        exit_dir = self.ctx.config.podman_exit_dir
+        pending: set[asyncio.Future[int]]
+        if waiter.done() or not exit_dir:
+            pending = {waiter}
+        else:  # the output ended first, as usual: the exit file is there now or soon
+            pending = {waiter, asyncio.ensure_future(lifecycle.exit_file_code(exit_dir, self.cid))}
+        try:
+            while True:
+                left = limit - (time.perf_counter() - began)
+                done, pending = await asyncio.wait(pending, timeout=max(0.0, left),
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    await self._overran(reader, began)
+                found = next(iter(done))
+                if found is waiter or found.exception() is None or not pending:
+                    return int(found.result())
+        finally:
+            for task in pending:
+                if task is not waiter:
+                    task.cancel()
 
     async def _overran(self, reader: asyncio.Task[None], began: float) -> None:
         """Kill; let the reader drain briefly; raise Timeout with what was captured.
@@ -188,8 +217,7 @@ class Runner:
         if not (self.params.auto_remove or force):
             state.active_containers.discard(cid)
             return
-        state.pending_removal.add(cid)
-        state.spawn(self._remove_later(cid))
+        state.pending_removal[cid] = state.spawn(self._remove_later(cid))
 
     async def _remove_later(self, cid: str) -> None:
         state = self.ctx.state
@@ -199,7 +227,7 @@ class Runner:
             pass  # Podman gone? the labels remain: the reaper removes it
         finally:
             state.active_containers.discard(cid)
-            state.pending_removal.discard(cid)
+            state.pending_removal.pop(cid, None)
 
     async def _cleanup(self) -> None:
         """Kill and (when auto_remove) remove; always forget the id. Once."""

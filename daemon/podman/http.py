@@ -18,6 +18,8 @@ probe: the daemon's start, the embedded service's readiness, ``ping`` and the
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,12 @@ _READ = 1 << 16
 @dataclass(frozen=True, slots=True)
 class Reply:
     status: int
-    headers: dict[str, str]
+    raw_headers: Sequence[tuple[bytes, bytes]]  # h11's (names lower-cased), decoded when asked
     body: bytes
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {name.decode("latin-1"): value.decode("latin-1") for name, value in self.raw_headers}
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -161,9 +167,7 @@ class PodmanHTTP:
                 break
             else:  # h11 raises on a truncated body; anything else is not a reply
                 raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}")
-        headers = {name.decode("latin-1"): value.decode("latin-1")
-                   for name, value in head.headers}
-        return Reply(head.status_code, headers, bytes(body))
+        return Reply(head.status_code, head.headers, bytes(body))
 
     async def open(self, method: str, path: str, body: Any = None,
                    extra: tuple[tuple[str, str], ...] = (),
@@ -203,6 +207,64 @@ class PodmanHTTP:
         """Close every idle connection (call at shutdown)."""
         while self._idle:
             self._idle.pop().close()
+
+
+class BlockingConnection:
+    """h11 over a blocking unix socket, for a worker thread that streams a request body
+    (``build``'s context upload). ``sock`` is public so another thread may shut it down."""
+
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.settimeout(timeout)
+            self.sock.connect(socket_path)
+        except BaseException:
+            self.sock.close()
+            raise
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    def send(self, method: str, target: str, headers: list[tuple[str, str]],
+             chunks: Iterable[bytes]) -> None:
+        """The request with a chunked body made of ``chunks``."""
+        self.sock.sendall(self.h11.send(h11.Request(
+            method=method, target=target,
+            headers=[("Host", "d"), ("Transfer-Encoding", "chunked"), *headers])))
+        for chunk in chunks:
+            if chunk:
+                self.sock.sendall(self.h11.send(h11.Data(data=chunk)))
+        self.sock.sendall(self.h11.send(h11.EndOfMessage()))
+
+    def _event(self) -> Any:
+        while (event := self.h11.next_event()) is h11.NEED_DATA:
+            self.h11.receive_data(self.sock.recv(_READ))
+        return event
+
+    def response(self) -> h11.Response:
+        while not isinstance(event := self._event(), h11.Response):
+            if not isinstance(event, h11.InformationalResponse):
+                raise h11.RemoteProtocolError(f"expected a response, got {type(event).__name__}")
+        return event
+
+    def body(self) -> Iterator[bytes]:
+        """The response body as it arrives."""
+        while isinstance(event := self._event(), h11.Data):
+            yield bytes(event.data)
+
+    def lines(self, max_line: int) -> Iterator[bytes]:
+        """The body split into lines (a longer line is cut into ``max_line`` pieces)."""
+        pending = b""
+        for data in self.body():
+            pending += data
+            *complete, pending = pending.split(b"\n")
+            yield from complete
+            while len(pending) > max_line:
+                yield pending[:max_line]
+                pending = pending[max_line:]
+        if pending:
+            yield pending
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 async def podman_answers(path: Path | str, timeout: float = 1.0) -> bool:

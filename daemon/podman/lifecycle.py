@@ -12,12 +12,15 @@ cleanup, a detached run's deadline and the reaper all end a container with it.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
 from podman_rpc.daemon.podman.errors import translate
 from podman_rpc.daemon.podman.http import API_PREFIX, PodmanHTTP, Reply, StatusError
 from podman_rpc.protocol.errors import NotFound
 
+EXIT_POLL = 0.002  # seconds between looks for conmon's exit file, once the output has ended
 WAIT_INTERVAL = "10ms"  # libpod polls the state this often; its default (250ms) costs ~0.2s per run
 _GONE = {404, 409}  # no such container / not running (libpod also says 500 "state improper")
 
@@ -50,6 +53,25 @@ async def wait_exit(http: PodmanHTTP, cid: str) -> int:
     reply = check(await http.request(
         "POST", f"{API_PREFIX}/containers/{cid}/wait?condition=exited&interval={WAIT_INTERVAL}"))
     return int(reply.json())
+
+
+async def exit_file_code(exit_dir: str, cid: str) -> int:
+    """The exit code conmon writes to ``exit_dir/cid`` when the container's process ends.
+
+    Why: measured here, the file is there when the attach stream ends, while libpod's
+    wait answers 100-170 ms later (it waits for its own state update). Poll it only
+    once the output has ended; libpod's wait stays the authority when this finds nothing.
+    """
+    path = os.path.join(exit_dir, cid)
+    while True:
+        try:
+            with open(path, "rb") as fh:
+                text = fh.read().strip()
+            if text:
+                return int(text)
+        except FileNotFoundError:
+            pass
+        await asyncio.sleep(EXIT_POLL)
 
 
 async def kill(http: PodmanHTTP, cid: str) -> None:

@@ -85,8 +85,9 @@ class DaemonState:
         self.partial_budget = PartialBudget(config.max_partial_bytes_total)
         self.status_view = self._status_view()
         self.active_containers: set[str] = set()
-        # Auto-remove containers whose run has replied and whose removal follows; ps hides them.
-        self.pending_removal: set[str] = set()
+        # Auto-remove containers whose run has replied and whose removal follows (their
+        # removal tasks): ps hides them, rmi and prune wait for them.
+        self.pending_removal: dict[str, asyncio.Task[Any]] = {}
         self.warm: WarmPools | None = None  # set by the server when it starts the warm pools
         self.background: set[asyncio.Task[Any]] = set()
         self.on_activity: Callable[[], None] = lambda: None
@@ -168,6 +169,11 @@ class DaemonState:
 
     def in_flight(self) -> int:
         return sum(c.in_flight_count for c in self.connections)
+
+    async def removals_settled(self, bound: float = 10.0) -> None:
+        """Wait (bounded) for the removals that follow run replies: an image they use is busy."""
+        if self.pending_removal:
+            await asyncio.wait(list(self.pending_removal.values()), timeout=bound)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run cleanup work that must finish even if its request is cancelled."""

@@ -10,6 +10,8 @@ Example::
     max_warm_total = 16      # warm containers over all pools, ready or starting
     memory_budget = "1g"     # sum of their memory limits
     max_run_seconds = 60     # a claimed container's runs may last this long (conmon's backstop)
+    fill_parallel = 2        # warm containers being created at once, over all pools
+    pause_binary = "/usr/libexec/podman/catatonit"   # static; bound read-only at /catatonit
 
     [[daemon.warm.pools]]    # a static pool: always ``count`` ready
     image = "localhost/busybox:latest"
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from podman_rpc.daemon.guard.policy import parse_size
@@ -60,7 +62,7 @@ class WarmConfig:
     memory_budget: int = 1 << 30
     max_run_seconds: float = 60.0
     pause_binary: str = CATATONIT
-    fill_parallel: int = field(default=2)  # containers started at once over all pools
+    fill_parallel: int = 2  # containers started at once over all pools
 
     @property
     def enabled(self) -> bool:

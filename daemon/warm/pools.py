@@ -74,15 +74,16 @@ class WarmPools:
     """Every warm pool of this daemon instance."""
 
     def __init__(self, config: Config, pool: PodmanPool, instance_id: str,
-                 active: set[str], hidden: set[str], figures: dict[str, dict[str, Any]]) -> None:
+                 active: set[str], pending: dict[str, asyncio.Task[Any]],
+                 figures: dict[str, dict[str, Any]]) -> None:
         self.config = config
         self.warm: WarmConfig = config.warm
         self.podman = pool
         self.instance_id = instance_id
         self.active = active  # the daemon's active_containers: the reaper leaves these alone
-        # The daemon's pending_removal: ``ps`` hides them. An idle warm container is nobody's
-        # run yet, and a used one is gone for its caller: only a claimed one is listed.
-        self.hidden = hidden
+        # The daemon's pending_removal: a used warm container is gone for its caller, so
+        # ``ps`` hides it, and ``rmi`` waits for its removal task.
+        self.pending = pending
         self.pools: dict[str, Pool] = {}
         self.figures = figures  # status's "warm": one live entry per pool
         self.denied: set[str] = set()
@@ -111,7 +112,6 @@ class WarmPools:
                 warm = pool.ready.popleft()
                 if warm.expires > now:
                     self.active.add(warm.cid)
-                    self.hidden.discard(warm.cid)
                     pool.figures["claimed"] += 1
                     pool.show()
                     self._wake.set()
@@ -148,8 +148,7 @@ class WarmPools:
 
     def release(self, warm: WarmContainer) -> None:
         """The run is over: remove its container off the critical path, then refill."""
-        self.hidden.add(warm.cid)
-        self._spawn(self._remove(warm.cid))
+        self.pending[warm.cid] = self._spawn(self._remove(warm.cid))
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -260,7 +259,6 @@ class WarmPools:
             if self._stopping or pool.target == 0:
                 await self._remove(created, refill=False)
                 return
-            self.hidden.add(created)
             pool.ready.append(WarmContainer(cid=created, name=name, pool=pool, expires=expires))
             created = None
         except RpcError as error:
@@ -300,14 +298,15 @@ class WarmPools:
                         error=error.message)
         finally:
             self.active.discard(cid)
-            self.hidden.discard(cid)
+            self.pending.pop(cid, None)
             if refill:
                 self._wake.set()
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
 
 __all__ = ["WarmContainer", "WarmPools"]
