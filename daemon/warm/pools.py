@@ -40,6 +40,7 @@ PAUSE_TARGET = "/catatonit"
 SIGHTING_WINDOW = 60.0  # seconds in which ``threshold`` sightings make a reactive pool
 TICK = 1.0  # seconds between expiry checks
 FAILURE_BACKOFF = 5.0  # seconds a pool whose create failed waits before trying again
+MAX_REMEMBERED = 10_000  # specs counted (or denied) at once: peers cycling specs cannot grow it
 
 
 @dataclass(eq=False)
@@ -137,6 +138,8 @@ class WarmPools:
         spec = spec_of(params, uid, self.config.policy)
         if spec is None or spec.key in self.denied or spec.key in self.pools:
             return
+        if spec.key not in self._sightings and len(self._sightings) >= MAX_REMEMBERED:
+            return  # forgotten within SIGHTING_WINDOW (``_expire``)
         now = time.time()
         seen = self._sightings.setdefault(spec.key, deque())
         seen.append(now)
@@ -188,6 +191,8 @@ class WarmPools:
         try:
             check_run_spec({**spec.body, "image": spec.image}, self.config.policy)
         except PolicyDenied as denial:
+            if len(self.denied) >= MAX_REMEMBERED:
+                self.denied.clear()  # judged again next time: costs a check, never memory
             self.denied.add(spec.key)
             log.warning("warm pool denied by the policy; no pool", pool=spec.key,
                         rule=(denial.data or {}).get("rule"), reason=denial.message)
