@@ -200,8 +200,7 @@ class Runner:
         self._remove_after_reply(force=True)
         raise Timeout(f"Container '{self.name}' exceeded timeout of "
                       f"{format_seconds(limit)} and was killed",
-                      {"container_id": self.cid, "name": self.name, **self.capture.snapshot(),
-                       "timing": self.timing})
+                      {"container_id": self.cid, "name": self.name, **self.capture.snapshot()})
 
     def _result(self, status: str, exit_code: int | None) -> dict[str, Any]:
         return {"container_id": self.cid, "name": self.name, "status": status,
