@@ -2,10 +2,13 @@
 
 A second daemon, with a static pool of the bench's ``run`` spec, runs beside the
 rig's plain one. Rounds interleave, so load on the shared machine hits every
-subject alike: one warm run (after the pool is ready again, untimed), one miss on
-the warm daemon (a spec no pool has), one cold run on the plain daemon, and one
-``podman run --rm`` with the same limits. Last, the resident memory of each
-idle warm container: its catatonit, its conmon, and its cgroup's memory.current.
+subject alike: one warm run, one miss on the warm daemon (a spec no pool has), one
+cold run on the plain daemon, and one ``podman run --rm`` with the same limits,
+in an order rotated each round. Before each, untimed: the pool full again, the
+used container removed (``status``: starting and removing 0), then 0.5 s for
+Podman's cleanup process, so the warm path's background work does not land on
+the next subject. Also the resident memory of each idle warm container (its
+catatonit, its conmon, its cgroup's memory.current) and of the daemon's sentinel.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from bench.stats import Measurement
 from tests.rig.podman import podman
 
 POOL_SIZE = 2
-SETTLE = 0.5  # seconds after the pool is full again, for the used container's removal
+SETTLE = 0.5  # seconds after the pool is full again and the used container removed (cleanup)
 
 
 def warm_config(image: str) -> str:
@@ -35,7 +38,8 @@ def _ready(client: LineClient, count: int, seconds: float = 30.0) -> None:
     until = time.monotonic() + seconds
     while time.monotonic() < until:
         pools = list(client.call("status")["warm"].values())
-        if pools and pools[0]["ready"] >= count and not pools[0]["starting"]:
+        if (pools and pools[0]["ready"] >= count and not pools[0]["starting"]
+                and not pools[0]["removing"]):
             return
         time.sleep(0.01)
     raise RuntimeError(f"warm pool not ready within {seconds}s")

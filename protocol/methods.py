@@ -40,7 +40,7 @@ class StatusResult(TypedDict):
     lanes: dict[str, LaneStatus]
     requests: dict[str, dict[str, int]]
     containers_reaped: int
-    warm: dict[str, dict[str, Any]]  # per pool: ready, starting, claimed, missed, target...
+    warm: dict[str, dict[str, Any]]  # per pool: ready, starting, claimed, missed, removing...
     draining: bool
 
 

@@ -79,6 +79,7 @@ def test_claim_then_refill(make_daemon: Callable[..., DaemonProcess]) -> None:
         assert result["truncated"] is False and result["image"] == [BUSYBOX_IMAGE]
         figures = ready(conn, 1)  # refilled in the background
         assert figures["claimed"] == 1 and figures["missed"] == 0
+        wait_for(lambda: list(warm_status(conn).values())[0]["removing"] == 0)
         after = wait_for(lambda: (ids := warm_ids(instance)) and before.isdisjoint(ids) and ids)
         assert len(after) == 1  # the used one is gone, a fresh one took its place
         # The image's own command when the call names none: busybox's is sh, which exits.

@@ -151,7 +151,8 @@ class WarmPools:
 
     def release(self, warm: WarmContainer) -> None:
         """The run is over: remove its container off the critical path, then refill."""
-        self.pending[warm.cid] = self._spawn(self._remove(warm.cid))
+        warm.pool.figures["removing"] += 1
+        self.pending[warm.cid] = self._spawn(self._remove(warm.cid, used=warm.pool))
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -199,7 +200,7 @@ class WarmPools:
             return
         pool = Pool(spec=spec, static=static, target=target)
         pool.figures.update(image=spec.image, uid=spec.uid, static=static, ready=0,
-                            starting=0, claimed=0, missed=0, target=target)
+                            starting=0, claimed=0, missed=0, removing=0, target=target)
         self.pools[spec.key] = pool
         self.figures[spec.key] = pool.figures
         log.info("warm pool", pool=spec.key, static=static, target=target)
@@ -295,7 +296,7 @@ class WarmPools:
     def _discard(self, warm: WarmContainer) -> None:
         self._spawn(self._remove(warm.cid, refill=False))
 
-    async def _remove(self, cid: str, refill: bool = True) -> None:
+    async def _remove(self, cid: str, refill: bool = True, used: Pool | None = None) -> None:
         try:
             await lifecycle.kill_and_remove(self.podman.http, cid)
         except RpcError as error:  # the labels let the reaper finish it
@@ -304,6 +305,8 @@ class WarmPools:
         finally:
             self.active.discard(cid)
             self.pending.pop(cid, None)
+            if used is not None:
+                used.figures["removing"] -= 1
             if refill:
                 self._wake.set()
 
