@@ -152,3 +152,11 @@ def test_ps_hides_nothing_of_a_kept_container(daemon: DaemonProcess) -> None:
         assert name in [c["name"] for c in listed]
     finally:
         podman("rm", "-f", name, check=False)
+
+
+def test_output_closed_before_exit_still_waits_for_the_exit(capped: DaemonProcess) -> None:
+    """EOF on the attach stream is not the exit: the code is the one given after it."""
+    error = run(capped, command=["sh", "-c", "echo early; exec >&- 2>&-; sleep 1; exit 5"],
+                timeout=10)["error"]
+    assert error["data"]["kind"] == "ContainerFailed" and error["data"]["exit_code"] == 5
+    assert error["data"]["stdout"] == "early\n"

@@ -21,6 +21,7 @@ from podman_rpc.daemon.podman.http import API_PREFIX, PodmanHTTP, Reply, StatusE
 from podman_rpc.protocol.errors import NotFound
 
 EXIT_POLL = 0.002  # seconds between looks for conmon's exit file, once the output has ended
+EXIT_POLL_MAX = 0.05
 WAIT_INTERVAL = "10ms"  # libpod polls the state this often; its default (250ms) costs ~0.2s per run
 _GONE = {404, 409}  # no such container / not running (libpod also says 500 "state improper")
 
@@ -63,6 +64,7 @@ async def exit_file_code(exit_dir: str, cid: str) -> int:
     once the output has ended; libpod's wait stays the authority when this finds nothing.
     """
     path = os.path.join(exit_dir, cid)
+    delay = EXIT_POLL
     while True:
         try:
             with open(path, "rb") as fh:
@@ -71,7 +73,8 @@ async def exit_file_code(exit_dir: str, cid: str) -> int:
                 return int(text)
         except FileNotFoundError:
             pass
-        await asyncio.sleep(EXIT_POLL)
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, EXIT_POLL_MAX)  # a process that closed its output lives on
 
 
 async def kill(http: PodmanHTTP, cid: str) -> None:
