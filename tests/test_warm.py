@@ -224,3 +224,19 @@ def test_the_output_cap_holds_on_the_warm_path(make_daemon: Callable[..., Daemon
                      timeout=20)["result"]
         assert is_warm(result) and result["truncated"] is True
         assert result["stdout"] == "abcd\n" * 200 and result["stderr"] == "tail\n"
+
+
+def test_a_warm_container_gone_behind_the_pools_back_falls_back_to_cold(
+        make_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = make_daemon(pool_config(1))
+    with daemon.connect() as conn:
+        instance = conn.call("status")["instance_id"]
+        ready(conn, 1)
+        (gone,) = warm_ids(instance)
+        podman("rm", "-f", "-t", "0", gone)  # ours: removed by someone else (rm, an OOM, ...)
+        result = run(conn, command=["echo", "still served"])["result"]
+        assert result["stdout"] == "still served\n" and not is_warm(result)
+        assert result["container_id"] != gone
+        figures = ready(conn, 1)  # and the pool refills
+        assert figures["claimed"] == 1
+        assert gone not in warm_ids(instance)
