@@ -1,7 +1,8 @@
 """``python -m bench``: every case side by side in one run; markdown tables on stdout.
 
     python -m bench [--quick] [--plot latency.png] [--results bench/RESULTS.md]
-                    [--only ping,local,throughput,listing,run,output,memory,cold,hostile,podkill]
+                    [--only ping,local,throughput,listing,run,output,memory,cold,hostile,podkill,
+                            warm]
 
 It starts its own Podman service, daemon and line server (see bench/rig.py)
 and stops them at the end. A case that fails is reported in the table and
@@ -24,13 +25,21 @@ from pathlib import Path
 
 import orjson
 
-from bench import cases_hostile, cases_output, cases_podkill, cases_resources, cases_rpc, cases_run
+from bench import (
+    cases_hostile,
+    cases_output,
+    cases_podkill,
+    cases_resources,
+    cases_rpc,
+    cases_run,
+    cases_warm,
+)
 from bench.clients import LineClient, NotImplementedByDaemon
 from bench.rig import BenchRig, raise_nofile
 from bench.stats import Measurement, Ratio, absolute, measurements_table, ratio, ratio_table
 
 CASES = ("ping", "local", "throughput", "listing", "run", "output", "memory", "cold", "hostile",
-         "podkill")
+         "podkill", "warm")
 
 
 def machine() -> str:
@@ -115,8 +124,17 @@ def ratios(rows: list[Measurement]) -> list[Ratio]:
         absolute("cold start: connect -> first reply (p50)", cold.p50 if cold else None, "s",
                  "<= 0.5 s", lambda v: v <= 0.5),
     ]
+    warm = find(rows, "warm", "daemon run echo, warm pool")
+    miss = find(rows, "warm", "daemon run echo, warm daemon")
+    out += [
+        ratio("warm pool hit p50 / podman run --rm p50 (issue 20)",
+              quotient(warm, find(rows, "warm", "podman run")), "<= 0.4x", lambda v: v <= 0.4),
+        ratio("warm daemon miss p50 / cold path p50 (issue 20)",
+              quotient(miss, find(rows, "warm", "daemon run echo, cold")), "within noise (<= 1.1x)",
+              lambda v: v <= 1.1),
+    ]
     if idle is not None and "allows only" in idle.note:
-        out[-3].shown += f" ({idle.note})"
+        out[-5].shown += f" ({idle.note})"
     return out
 
 
@@ -217,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             ("hostile", lambda: cases_hostile.slow_clients(rig.directory, psock, hostile)),
             ("podkill", lambda: cases_podkill.podman_kill_cycles(
                 rig.directory, *((1, 10) if args.quick else (5, 30)))),
+            ("warm", lambda: cases_warm.warm_cases(rig.directory, dsock, psock, rig.image,
+                                                   max(4, n.cli_run))),
         ]
         for case, fn in plan:
             if case in only:

@@ -2,6 +2,9 @@
 
 Sources, later winning: built-in defaults, the TOML ``--config`` file, the
 environment (``PODMAN_RPC_SOCKET``, ``PODMAN_SOCKET_PATH``), then command-line flags.
+Tables: ``[daemon.access]``, ``[daemon.policy]``, ``[daemon.lanes.NAME]`` and
+``[daemon.warm]`` with ``[[daemon.warm.pools]]`` (warm pools: every key is documented
+in ``daemon.warm.config``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from podman_rpc.daemon.guard.access import AccessConfig, access_from_mapping
 from podman_rpc.daemon.guard.policy import PolicyConfig, policy_from_mapping
+from podman_rpc.daemon.warm.config import WarmConfig, warm_from_mapping
 from podman_rpc.protocol import paths
 from podman_rpc.protocol.registry import Lane
 
@@ -88,6 +92,8 @@ class Config:
     # who may connect ([daemon.access]) and what a run may ask of Podman ([daemon.policy])
     access: AccessConfig = field(default_factory=AccessConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    # containers started ahead of a repeated run ([daemon.warm], daemon.warm.config); off by default
+    warm: WarmConfig = field(default_factory=WarmConfig)
 
     @property
     def connections_per_pid(self) -> int:
@@ -114,6 +120,8 @@ def _coerce(name: str, value: Any) -> Any:
         return access_from_mapping(value)
     if name == "policy" and not isinstance(value, PolicyConfig):
         return policy_from_mapping(value)
+    if name == "warm" and not isinstance(value, WarmConfig):
+        return warm_from_mapping(value)
     if name == "socket_mode" and isinstance(value, str):
         return int(value, 8)
     return value

@@ -30,6 +30,7 @@ from podman_rpc.daemon.podman.pool import PodmanPool
 from podman_rpc.daemon.rpc.context import DAEMON_VERSION, DaemonState
 from podman_rpc.daemon.rpc.dispatch import CANCEL_SHUTDOWN, Dispatcher
 from podman_rpc.daemon.rpc.transport import Connection
+from podman_rpc.daemon.warm.pools import WarmPools
 
 log = structlog.get_logger("podman_rpc.server")
 PODMAN_WATCH_SECONDS = 2.0
@@ -211,6 +212,10 @@ class Server:
         self.reaper = reaper = Reaper(state)
         undo.push_async_callback(self._reap_last, reaper)
         await reaper.startup_pass()  # leftovers of a crashed daemon go before we serve
+        state.warm = WarmPools(self.config, pool, state.instance_id, state.active_containers,
+                               state.pending_removal, state.status.warm)
+        state.warm.start()  # fills in the background
+        undo.push_async_callback(self._stop_warm, state.warm)  # after the drain, before the last reap
         self._factory = lambda: Connection(state, dispatcher)
         if self.config.idle_timeout is not None:
             self._spare_listener = os.dup(listener.fileno())
@@ -298,6 +303,10 @@ class Server:
             await asyncio.wait_for(reaper.final_pass(), self._left(60))
         except TimeoutError:
             log.warning("final reap cut short by the shutdown bound")
+
+    async def _stop_warm(self, warm: WarmPools) -> None:
+        """Remove the warm containers (bounded); the final reap pass catches the rest."""
+        await warm.stop(self._left(10))
 
     def _close_spare_listener(self) -> None:
         if self._spare_listener is not None:

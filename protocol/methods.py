@@ -40,6 +40,7 @@ class StatusResult(TypedDict):
     lanes: dict[str, LaneStatus]
     requests: dict[str, dict[str, int]]
     containers_reaped: int
+    warm: dict[str, dict[str, Any]]  # per pool: ready, starting, claimed, missed, removing...
     draining: bool
 
 
@@ -187,6 +188,7 @@ class RunTiming(TypedDict, total=False):
     start_ms: float  # attach (libpod prepares the container: runc create) and POST start
     run_ms: float  # start's return -> exit code and output known (or the overrun's kill)
     collect_ms: float  # exit code known -> the output's end (attach EOF)
+    warm: bool  # true when a warm container served it (issue 20; its start_ms is 0)
 
 
 class RunResult(TypedDict):

@@ -92,15 +92,17 @@ def test_binding_a_handler_of_the_wrong_kind_is_refused() -> None:
 
 
 def test_one_read_of_local_requests_and_errors_is_answered_in_order_with_one_write() -> None:
-    burst = (b"".join(line("status", i) for i in range(100)) + b"not json\n"
+    count = 50  # replies well under CORK_BYTES in all, so they leave in one write
+    burst = (b"".join(line("status", i) for i in range(count)) + b"not json\n"
              + line("no.such.method", "x") + line("status", "last") + line("status"))
     transport, state = asyncio.run(_drive([burst]))
     got = replies(transport)
+    assert len(transport.out) < transport_module.CORK_BYTES
     assert transport.writes == 1
-    assert [r["id"] for r in got] == [*range(100), None, "x", "last"]  # the notification: no reply
-    assert got[100]["error"]["code"] == -32700 and got[101]["error"]["code"] == -32601
-    assert got[99]["result"]["requests"]["served"]["status"] == 100  # live, itself included
-    assert state.counters.served["status"] == 102
+    assert [r["id"] for r in got] == [*range(count), None, "x", "last"]  # notification: no reply
+    assert got[count]["error"]["code"] == -32700 and got[count + 1]["error"]["code"] == -32601
+    assert got[count - 1]["result"]["requests"]["served"]["status"] == count  # live, itself too
+    assert state.counters.served["status"] == count + 2
 
 
 def test_corked_replies_are_flushed_in_pieces_so_flow_control_sees_them() -> None:

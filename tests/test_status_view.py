@@ -35,7 +35,7 @@ def test_reply_has_the_fields_of_status_in_order() -> None:
     finally:
         pool.close()
     assert list(reply) == ["version", "protocol_version", "instance_id", "uptime_s", "podman",
-                           "connections", "lanes", "requests", "containers_reaped", "draining"]
+                           "connections", "lanes", "requests", "containers_reaped", "warm", "draining"]
     assert (reply["version"], reply["protocol_version"]) == (VERSION, PROTOCOL_VERSION)
     assert reply["podman"] == {"socket": str(NOWHERE), "reachable": None, "version": None}
     assert reply["lanes"] == {"run": {"in_flight": 0, "queued": 0, "cap": 2, "queue_limit": 3}}

@@ -35,6 +35,7 @@ from podman_rpc.daemon.podman.attach import AttachStream
 from podman_rpc.daemon.podman.http import API_PREFIX
 from podman_rpc.daemon.podman.labels import container_labels
 from podman_rpc.daemon.rpc.context import CallContext
+from podman_rpc.daemon.warm.runner import run_maybe_warm
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import ContainerFailed, RpcError, Timeout
 
@@ -290,4 +291,4 @@ class Runner:
 
 @implements(m.Run)
 async def run(ctx: CallContext, params: m.Run) -> dict[str, Any]:
-    return await Runner(ctx, params).execute()
+    return await run_maybe_warm(ctx, params, lambda: Runner(ctx, params).execute())

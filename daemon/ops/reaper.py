@@ -16,6 +16,8 @@ A labelled container is reaped when:
   :data:`ORPHAN_GRACE`: its request failed while Podman was away (SIGKILLed,
   restarting), so its cleanup never reached Podman. The grace covers the moment
   between Podman recording a create and the request learning the new id.
+* it is an idle warm container of this instance (``WARM_EXPIRES``, not claimed,
+  so not in ``state.active_containers``) past its ttl.
 
 One exception to all three: an exited container whose caller asked to keep it
 (``AUTO_REMOVE`` false) is the caller's to remove; a running one past its
@@ -57,6 +59,7 @@ from podman_rpc.daemon.podman.labels import (
     OWNER,
     OWNER_VALUE,
     REQUEST,
+    WARM_EXPIRES,
 )
 from podman_rpc.daemon.podman.lifecycle import kill_and_remove
 from podman_rpc.daemon.rpc.context import DaemonState, instance_alive
@@ -138,6 +141,8 @@ def verdict(attrs: dict[str, Any], *, now: float, own_instance: str,
     if not finished:
         if stopping:
             return "daemon stopping"
+        if WARM_EXPIRES in labels:  # idle by design, not orphaned: only its ttl ends it
+            return _warm_expired(attrs, labels, now, active)
         created = created_unix(attrs)
         if (supervised or labels.get(DETACHED) == "true" or created is None
                 or now - created < ORPHAN_GRACE):
@@ -146,6 +151,18 @@ def verdict(attrs: dict[str, Any], *, now: float, own_instance: str,
     if supervised:
         return None  # a request of ours is still collecting its result
     return "exited, uncollected"
+
+
+def _warm_expired(attrs: dict[str, Any], labels: dict[str, str], now: float,
+                  active: set[str] | frozenset[str]) -> str | None:
+    """An idle warm container past its ttl (a claimed one is in ``active`` until removed)."""
+    try:
+        expires = float(labels[WARM_EXPIRES])
+    except (KeyError, ValueError):
+        return None
+    if attrs.get("Id") in active or now <= expires + DEADLINE_GRACE:
+        return None
+    return "warm idle past ttl"
 
 
 class Reaper:

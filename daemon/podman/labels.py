@@ -10,6 +10,7 @@ DEADLINE = "io.podman-rpc.deadline"  # Unix time (seconds, float as text) after 
 AUTO_REMOVE = "io.podman-rpc.auto-remove"  # "true" when nobody will collect the result
 OWNER_UID = "io.podman-rpc.uid"  # the creating peer's uid, on containers and built images
 DETACHED = "io.podman-rpc.detached"  # "true" on a detached run: no request supervises it
+WARM_EXPIRES = "io.podman-rpc.warm-expires"  # a warm container: Unix time its idle ttl ends
 
 
 def container_labels(instance_id: str, request_id: object, deadline_unix: float,

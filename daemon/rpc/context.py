@@ -23,6 +23,7 @@ from podman_rpc.protocol.version import VERSION
 
 if TYPE_CHECKING:
     from podman_rpc.daemon.rpc.transport import Connection
+    from podman_rpc.daemon.warm.pools import WarmPools
 
 DAEMON_VERSION = VERSION
 
@@ -92,6 +93,7 @@ class DaemonState:
         # Auto-remove containers whose run has replied and whose removal follows (their
         # removal tasks): ps hides them, rmi and prune wait for them.
         self.pending_removal: dict[str, asyncio.Task[Any]] = {}
+        self.warm: WarmPools | None = None  # set by the server when it starts the warm pools
         self.background: set[asyncio.Task[Any]] = set()
         self.on_activity: Callable[[], None] = on_activity or _nothing
         # Who may connect and what each peer may call (daemon.guard.access); without it, everyone

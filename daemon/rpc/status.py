@@ -48,7 +48,7 @@ class StatusView:
     """The ``status`` reply, built from figures read where they live."""
 
     __slots__ = ("instance_id", "started_ns", "containers_reaped", "_pool", "_connections",
-                 "_lane_stats", "_lanes", "_reply", "_podman")
+                 "_lane_stats", "_lanes", "_reply", "_podman", "warm")
 
     def __init__(self, instance_id: str, pool: PodmanPool, counters: Counters,
                  connections: Sized) -> None:
@@ -59,6 +59,7 @@ class StatusView:
         self._connections = connections  # the daemon's live set of connections
         self._lane_stats: dict[str, dict[str, int]] = {}  # each lane's live stats dict
         self._lanes: orjson.Fragment | None = None  # their encoding; None when stale
+        self.warm: dict[str, Any] = {}  # one live dict per warm pool, kept by daemon.warm.pools
         self._podman: dict[str, Any] = {"socket": pool.socket_name, "reachable": None,
                                         "version": None}
         # The reply's shape, in the order clients see it; reply() fills in the figures.
@@ -73,6 +74,7 @@ class StatusView:
             "requests": {"served": counters.served, "failed": counters.failed,  # live dicts
                          "disconnected": counters.disconnected},
             "containers_reaped": 0,
+            "warm": self.warm,
             "draining": False,
         }
 

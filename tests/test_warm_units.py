@@ -1,0 +1,94 @@
+"""The warm pool's pure parts, without Podman: config, keys, exec argv, the reaper's verdict."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from podman_rpc.daemon.config import load_config
+from podman_rpc.daemon.guard.policy import PolicyConfig
+from podman_rpc.daemon.ops.reaper import verdict
+from podman_rpc.daemon.podman.labels import WARM_EXPIRES, container_labels
+from podman_rpc.daemon.warm.config import warm_from_mapping
+from podman_rpc.daemon.warm.keys import eligible, exec_spec, spec_of
+from podman_rpc.protocol import methods as m
+
+POLICY = PolicyConfig()
+
+
+def params(**values: Any) -> m.Run:
+    run = m.Run.rpc_spec.validate({"image": "localhost/busybox:latest", **values})
+    assert isinstance(run, m.Run)
+    return run
+
+
+def test_config_reads_pools_and_refuses_what_it_does_not_know(tmp_path: Any) -> None:
+    path = tmp_path / "d.toml"
+    path.write_text('[daemon.warm]\nthreshold = 3\nmemory_budget = "256m"\n'
+                    '[[daemon.warm.pools]]\nimage = "busybox"\ncount = 2\ncpus = 0.25\n')
+    warm = load_config(path).warm
+    assert warm.threshold == 3 and warm.memory_budget == 256 << 20 and warm.enabled
+    assert warm.pools[0].count == 2 and warm.pools[0].params is not None
+    assert warm.pools[0].params.cpus == 0.25
+    assert not load_config(None).warm.enabled  # off unless configured
+    for bad in ({"colour": 1}, {"pools": [{"count": 1}]}, {"pools": [{"image": "b", "cpus": "x"}]},
+                {"pools": [{"image": "b", "nope": 1}]}, {"min": 3, "max": 1},
+                {"threshold": 1, "pause_binary": "/nonexistent/catatonit"}):
+        with pytest.raises(ValueError):
+            warm_from_mapping(bad)
+
+
+def test_the_key_holds_create_time_fields_and_the_uid_not_per_call_ones() -> None:
+    base = spec_of(params(command="echo a"), 0, POLICY)
+    assert base is not None
+    same = spec_of(params(command=["sh", "-c", "x"], env=["A=1"], workdir="/tmp",
+                          entrypoint="sh", timeout=30), 0, POLICY)
+    assert same is not None and same.key == base.key
+    for other in (params(memory="30m", memory_swap="30m"), params(cpus=1),
+                  params(pids_limit=10), params(network_mode="host"),
+                  params(mounts=["/tmp:/x"]), params(image="localhost/other:latest")):
+        spec = spec_of(other, 0, POLICY)
+        assert spec is not None and spec.key != base.key
+    peer = spec_of(params(), 65534, POLICY)
+    assert peer is not None and peer.key != base.key  # another peer never matches
+    assert spec_of(params(memory="lots"), 0, POLICY) is None  # the cold path says why
+
+
+def test_only_single_use_runs_are_eligible() -> None:
+    assert eligible(params(), 2.0, 60.0)
+    for other in (params(detach=True), params(auto_remove=False), params(name="n"),
+                  params(ports=["8080:80"]), params(timeout=59)):
+        assert not eligible(other, 2.0, 60.0)
+
+
+def test_exec_argv_composes_like_docker() -> None:
+    image = (["/entry"], ["default"])
+    assert exec_spec(params(), *image).argv == ["/entry", "default"]  # type: ignore[union-attr]
+    assert exec_spec(params(command="a b"), *image).argv == ["/entry", "a", "b"]  # type: ignore[union-attr]
+    assert exec_spec(params(entrypoint="sh"), *image).argv == ["sh"]  # type: ignore[union-attr]
+    spec = exec_spec(params(entrypoint="sh", command=["-c", "x"], env=["A=1"], workdir="/w"),
+                     None, ["sh"])
+    assert spec is not None and spec.argv == ["sh", "-c", "x"]
+    assert spec.env == ["A=1"] and spec.workdir == "/w"
+    assert exec_spec(params(), None, None) is None
+
+
+def _warm_attrs(instance: str, expires: float, cid: str = "c1") -> dict[str, Any]:
+    labels = container_labels(instance, "warm", time.time() + 3600, True, 0)
+    labels[WARM_EXPIRES] = f"{expires:.3f}"
+    return {"Id": cid, "State": "running", "Labels": labels, "Names": ["prpc-warm-x"]}
+
+
+def test_the_reaper_removes_idle_warm_containers_past_ttl_only() -> None:
+    now = time.time()
+    args: dict[str, Any] = {"now": now, "own_instance": "me", "alive": lambda _: True}
+    assert verdict(_warm_attrs("me", now - 5), active=set(), **args) == "warm idle past ttl"
+    assert verdict(_warm_attrs("me", now - 5), active={"c1"}, **args) is None  # claimed
+    assert verdict(_warm_attrs("me", now + 5), active=set(), **args) is None
+    assert verdict(_warm_attrs("other", now - 5), active=set(), **args) is None  # its daemon's
+    assert verdict(_warm_attrs("other", now + 5), active=set(), now=now, own_instance="me",
+                   alive=lambda _: False) == "instance gone"
+    assert verdict(_warm_attrs("me", now + 5), active=set(), stopping=True,
+                   **args) == "daemon stopping"
