@@ -161,7 +161,9 @@ class Runner:
                                       return_when=asyncio.FIRST_COMPLETED)
         if not first:
             await self._overran(reader, began)
-        exit_dir = self.ctx.config.podman_exit_dir
+        # A kept container (auto_remove false) is the caller's to inspect next: reply
+        # only once libpod has recorded the exit, so it reads "exited", not "stopped".
+        exit_dir = self.ctx.config.podman_exit_dir if self.params.auto_remove else ""
         pending: set[asyncio.Future[int]]
         if waiter.done() or not exit_dir:
             pending = {waiter}
