@@ -71,6 +71,11 @@ def test_head_reply_ends_at_its_head_and_stays_alive() -> None:
     response = Response(head_only=True)
     response.feed(HEAD_REPLY + b"junk")  # bytes after the reply: not reused
     assert response.done and not response.keep_alive
+    for head in (HEAD_REPLY[:-2] + b"Connection: close\r\n\r\n",
+                 HEAD_REPLY.replace(b"HTTP/1.1", b"HTTP/1.0")):
+        response = Response(head_only=True)
+        response.feed(head)
+        assert response.done and not response.keep_alive
 
 
 @pytest.mark.parametrize("raw, status", [(STREAM, 200), (UPGRADE, 101)])
