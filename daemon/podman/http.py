@@ -4,7 +4,9 @@ Why httptools: it binds llhttp (Node's HTTP parser, in C), the parser uvicorn us
 Measured here, one request/response exchange cost 48-72 us of CPU with h11 (its send
 plus the parse of Podman's dozen reply headers), while httptools parses the same
 ``_ping`` reply in about 1 us; with h11 the bench's daemon ping / raw REST ``_ping``
-ratio went from ~2.4x to ~4x (bench/RESULTS.md). Why not podman-py for these calls:
+ratio went from ~2.4x to ~4x. With this module, formatting and parsing one exchange
+costs 6-10 us, and the client's CPU per kept-alive ``_ping`` fell from 151-192 us to
+47-57 us (``python -m bench.http_cost``, bench/RESULTS.md). Why not podman-py here:
 it is synchronous (a worker-thread hop plus ``requests``); its ``_ping`` costs 0.82 ms
 against 0.15 ms on the loop, and it does not implement attach at all
 (``daemon.podman.attach`` reads the hijacked stream through :meth:`PodmanHTTP.open`).
