@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 
-from podman_rpc.daemon.podman.http import API_PREFIX, PodmanHTTP
+from podman_rpc.daemon.podman.http import API_PREFIX, Connection, PodmanHTTP
 from podman_rpc.protocol.errors import PodmanUnavailable
-from tests.rig.podman import PodmanService
+from tests.rig.podman import PodmanService, podman
 
 pytestmark = pytest.mark.podman
 
@@ -106,3 +107,50 @@ def test_cancelled_call_does_not_return_its_connection(podman_service: PodmanSer
     idle, ok = run(go())
     assert idle == 0
     assert ok
+
+
+class CountingHTTP(PodmanHTTP):
+    """Counts the sockets it opens (a subclass, so the client itself is unchanged)."""
+
+    connects = 0
+
+    async def connect(self) -> Connection:
+        self.connects += 1
+        return await super().connect()
+
+
+def test_chunked_reply_matches_the_cli(podman_service: PodmanService) -> None:
+    """libpod sends /info chunked; the parsed body is the JSON the CLI reports."""
+    async def go() -> tuple[dict[str, str], dict]:
+        client = PodmanHTTP(podman_service.socket_path)
+        reply = await client.request("GET", f"{API_PREFIX}/info")
+        client.close()
+        return reply.headers, reply.json()
+
+    headers, info = run(go())
+    assert headers.get("transfer-encoding") == "chunked" and "content-length" not in headers
+    cli = json.loads(podman("info", "--format", "json").stdout)
+    assert info["store"]["graphRoot"] == cli["store"]["graphRoot"]
+    assert info["host"]["arch"] == cli["host"]["arch"]
+    assert info["host"]["hostname"] == cli["host"]["hostname"]
+    assert info["version"]["Version"] == cli["version"]["Version"]
+
+
+def test_keep_alive_reuse_count(podman_service: PodmanService) -> None:
+    """HEAD (no length), chunked, Content-Length and error replies all leave the socket reusable."""
+    async def go() -> tuple[list[int], int, int]:
+        client = CountingHTTP(podman_service.socket_path)
+        statuses = []
+        for _ in range(10):
+            statuses.append((await client.request("HEAD", f"{API_PREFIX}/_ping")).status)
+            statuses.append((await client.request("GET", f"{API_PREFIX}/_ping")).status)
+            statuses.append((await client.request("GET", f"{API_PREFIX}/info")).status)
+            statuses.append((await client.request(
+                "GET", f"{API_PREFIX}/containers/no-such-container-x/json")).status)
+        idle = len(client._idle)
+        client.close()
+        return statuses, client.connects, idle
+
+    statuses, connects, idle = run(go())
+    assert statuses == [200, 200, 200, 404] * 10
+    assert connects == 1 and idle == 1  # forty requests, one socket

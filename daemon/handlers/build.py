@@ -29,7 +29,6 @@ from collections.abc import Callable, Generator, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
-import h11
 import structlog
 
 from podman_rpc.daemon.guard.access import peer_groups
@@ -47,7 +46,7 @@ from podman_rpc.daemon.handlers.build_leftovers import remove_interrupted_upload
 from podman_rpc.daemon.handlers.owned import image_or_none, image_owner
 from podman_rpc.daemon.handlers.run_spec import parse_key_values
 from podman_rpc.daemon.podman import labels
-from podman_rpc.daemon.podman.http import API_PREFIX, BlockingConnection
+from podman_rpc.daemon.podman.http import API_PREFIX, BlockingConnection, ProtocolError
 from podman_rpc.daemon.rpc.context import CallContext
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import PodmanError
@@ -98,7 +97,7 @@ class BuildCall:
 
 def _podman_error(status: int, conn: BlockingConnection) -> PodmanError:
     raw = b""
-    with contextlib.suppress(OSError, h11.ProtocolError):
+    with contextlib.suppress(OSError, ProtocolError):
         for data in conn.body():
             raw += data
             if len(raw) > 64 << 10:
@@ -122,7 +121,7 @@ def _stream_lines(conn: BlockingConnection, call: BuildCall) -> Iterator[dict[st
                     yield json.loads(raw)
                 except ValueError:
                     yield {"stream": raw.decode("utf-8", "replace")}
-    except (OSError, h11.ProtocolError) as exc:  # stopped: the socket was shut down
+    except (OSError, ProtocolError) as exc:  # stopped: the socket was shut down
         if not call.stopped.is_set():
             raise PodmanError(f"Build failed: Podman's reply broke off: {exc}",
                               {"status": None}) from None
@@ -147,12 +146,12 @@ def _run_build(client: Any, call: BuildCall, tar: ContextTar, query: dict[str, s
             conn.send("POST", f"{API_PREFIX}/build?{urlencode(query)}",
                       [("Content-Type", "application/x-tar")], tar.chunks())
             response = conn.response()
-        except (OSError, h11.ProtocolError):
+        except (OSError, ProtocolError):
             if call.stopped.is_set():
                 raise Stopped() from None
             raise
-        if response.status_code != 200:
-            raise _podman_error(response.status_code, conn)
+        if response.status != 200:
+            raise _podman_error(response.status, conn)
         for item in _stream_lines(conn, call):
             if item.get("error"):
                 raise PodmanError(f"Build failed: {str(item['error']).strip()}",

@@ -1,7 +1,7 @@
 """Everything that talks to Podman, and nothing that decides what may be asked of it.
 
 - ``pool``: ``PodmanPool``, podman-py clients on worker threads, and Podman's liveness.
-- ``http``: the event-loop HTTP client (h11) for the hot calls, and the one liveness
+- ``http``: the event-loop HTTP client (httptools) for the hot calls, and the one liveness
   probe ``podman_answers``.
 - ``libpod``: raw libpod REST calls for podman-py's worker threads (logs, rm, stop, ...).
 - ``lifecycle``: a run's container on the event loop: create, start, wait, and the one

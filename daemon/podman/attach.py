@@ -30,11 +30,16 @@ from __future__ import annotations
 import struct
 from typing import Any, Protocol
 
-import h11
 import orjson
 
 from podman_rpc.daemon.podman.errors import translate
-from podman_rpc.daemon.podman.http import Connection, PodmanHTTP, StatusError
+from podman_rpc.daemon.podman.http import (
+    Connection,
+    PodmanHTTP,
+    ProtocolError,
+    Response,
+    StatusError,
+)
 from podman_rpc.protocol.errors import PodmanUnavailable
 
 STREAMS = {1: "stdout", 2: "stderr"}  # 0 (stdin) is never sent back
@@ -91,7 +96,7 @@ class AttachStream:
 
     def __init__(self, conn: Connection, first: bytes) -> None:
         self.conn = conn
-        self._first = first  # bytes h11 read past the head
+        self._first = first  # bytes read past the head, in the same read
         self.bytes_read = 0
 
     @classmethod
@@ -100,14 +105,14 @@ class AttachStream:
         """Send the request and read the head; a refusal is raised as a protocol error."""
         conn, head = await http.open(method, path, body)
         try:
-            if head.status_code not in (101, 200):
-                raise translate(StatusError(head.status_code, await _error_text(conn)),
+            if head.status not in (101, 200):
+                raise translate(StatusError(head.status, await _error_text(conn, head)),
                                 subject=subject)
         except BaseException:
             conn.close()
             raise
-        first, _closed = conn.h11.trailing_data
-        return cls(conn, first)
+        head.parser = None  # done with it (it refers back to head); the stream is unframed
+        return cls(conn, head.body)  # and runs to the socket's EOF
 
     async def pump(self, sink: Sink) -> None:
         """Feed every frame into ``sink`` until Podman closes the stream."""
@@ -133,17 +138,13 @@ class AttachStream:
         self.conn.close()
 
 
-async def _error_text(conn: Connection) -> str:
+async def _error_text(conn: Connection, head: Response) -> str:
     """The message of a refused attach (libpod's JSON ``message``, else the text)."""
-    body = bytearray()
     try:
-        while len(body) < _ERROR_BODY:
-            event = await conn.next_event()
-            if not isinstance(event, h11.Data):
-                break
-            body += event.data
-    except (OSError, h11.ProtocolError):
+        await conn.receive(head, limit=_ERROR_BODY)
+    except (OSError, ProtocolError):
         pass
+    body = head.body
     try:
         return str(orjson.loads(body).get("message") or body[:500].decode("utf-8", "replace"))
     except (orjson.JSONDecodeError, AttributeError):

@@ -2,7 +2,7 @@
 
 Why on the loop and not through podman-py on a worker (``libpod``): ``run`` makes
 four or five of these calls per request, and each worker hop plus ``requests``
-cost about a millisecond; here they share kept-alive h11 connections
+cost about a millisecond; here they share kept-alive connections
 (``daemon.podman.http``). Refusals become protocol errors through the one table
 (``daemon.podman.errors.translate``).
 
