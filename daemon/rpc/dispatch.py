@@ -98,12 +98,12 @@ class Dispatcher:
             name: (self._bind_local(METHODS[name], handler) if is_local(handler)
                    else self._bind_task(METHODS[name]))
             for name, handler in handlers.items() if name in METHODS}
-        """Each method's entry by name; anything else is :meth:`_unknown`."""
+        """Each method's entry by name; anything else is :meth:`unknown`."""
         self.entries[CANCEL_METHOD] = _cancel
 
     def begin(self, request: Request, connection: Connection | None) -> Begun:
         """The one request path: see the module docstring."""
-        return self.entries.get(request.method, self._unknown)(request, connection)
+        return self.entries.get(request.method, self.unknown)(request, connection)
 
     def _bind_local(self, spec: MethodSpec, handler: LocalHandler) -> Entry:
         """A daemon-local method's entry, with all it touches bound once, not per call.
@@ -163,7 +163,8 @@ class Dispatcher:
 
         return entry
 
-    def _unknown(self, request: Request, connection: Connection | None) -> bytes | None:
+    def unknown(self, request: Request, connection: Connection | None) -> bytes | None:
+        """The entry of every name that is not a method (or of all, while draining)."""
         error: RpcError = ShuttingDown() if self.state.draining else MethodNotFound(
             f"Method not found: {request.method}", {"method": request.method[:200]})
         return reject(request, error, connection)

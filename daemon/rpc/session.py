@@ -57,7 +57,7 @@ class Session(Generic[T]):
     """The state of one connection: framing, backlog, in-flight table, flow decisions."""
 
     __slots__ = ("decoder", "parse", "max_in_flight", "slice_lines", "phase", "backlog",
-                 "in_flight", "running", "write_blocked", "_slice_left", "_oversize")
+                 "in_flight", "running", "_write_blocked", "_held", "_slice_left", "_oversize")
 
     def __init__(self, max_line_bytes: int, max_in_flight: int, slice_lines: int = SLICE_LINES,
                  parse: Callable[[bytes], Frame] | None = None) -> None:
@@ -71,7 +71,8 @@ class Session(Generic[T]):
         self.backlog: deque[Any] = deque()  # lines read, not yet started
         self.in_flight: dict[tuple[str, Any], list[T]] = {}  # by request id, for cancels
         self.running = 0  # tasks in flight (a batch is one)
-        self.write_blocked = False
+        self._write_blocked = False
+        self._held = False  # at the in-flight limit or write-blocked: start nothing now
         self._slice_left = slice_lines
 
     # --- what happened ---------------------------------------------------------------
@@ -95,12 +96,28 @@ class Session(Generic[T]):
         self.backlog.clear()
         self.decoder.clear()
 
+    @property
+    def write_blocked(self) -> bool:
+        """The client is not reading its replies fast enough (the transport's buffer is full)."""
+        return self._write_blocked
+
+    @write_blocked.setter
+    def write_blocked(self, blocked: bool) -> None:
+        self._write_blocked = blocked
+        self._hold()
+
+    def _hold(self) -> None:
+        """The two limits, folded into one flag for the per-line check."""
+        self._held = self.running >= self.max_in_flight or self._write_blocked
+
     def started(self) -> None:
         """A task began (a request's, or a whole batch's)."""
         self.running += 1
+        self._hold()
 
     def ended(self) -> None:
         self.running -= 1
+        self._hold()
 
     def track(self, key: tuple[str, Any], entry: T) -> None:
         """A request in flight, made cancellable by its id."""
@@ -130,11 +147,12 @@ class Session(Generic[T]):
         """The next request, batch or BadRequest to act on, or None (see :meth:`next_line`).
 
         A blank line is skipped unanswered; a line over the limit is a BadRequest.
-        The per-line loop of the daemon: the checks of ``next_line`` are inlined.
+        The per-line loop of the daemon, so its checks are few: a closed session has
+        no backlog (``close`` empties it, ``receive`` adds nothing), and the two
+        limits are one flag.
         """
         backlog, parse = self.backlog, self.parse
-        while (backlog and self._slice_left > 0 and self.running < self.max_in_flight
-               and not self.write_blocked and self.phase is not Phase.CLOSED):
+        while backlog and self._slice_left > 0 and not self._held:
             line = backlog.popleft()
             if line is OVERSIZE:
                 self._slice_left -= 1

@@ -160,11 +160,12 @@ class Connection(asyncio.Protocol):
         corking = cork is None
         if cork is None:
             cork = self._cork = bytearray()
-        next_frame, begin = session.next_frame, self.dispatcher.begin
+        next_frame = session.next_frame
+        entry, unknown = self.dispatcher.entries.get, self.dispatcher.unknown  # begin(), inlined
         try:
             while (item := next_frame()) is not None:
                 if type(item) is Request:
-                    begun = begin(item, self)
+                    begun = (entry(item.method) or unknown)(item, self)
                     if type(begun) is bytes:
                         cork += begun
                         if len(cork) >= CORK_BYTES:
