@@ -7,6 +7,7 @@ the daemon serving; a reader that never reads must not make it buffer without bo
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -333,3 +334,29 @@ def test_reader_that_never_reads_is_dropped_with_bounded_memory(limited: DaemonP
         assert (peak_after - peak_before) < 32 * 1024, (peak_before, peak_after)
         assert "client stopped reading" in limited.log_path.read_text()
         assert watcher.call("status")["draining"] is False
+
+
+def test_a_flood_of_bad_lines_cannot_flood_the_log(limited: DaemonProcess) -> None:
+    """Every bad line is answered, but past the connection's log budget it is only counted."""
+    bad = 3000
+    with limited.connect() as conn:
+        conn.send_bytes(b"not json\n" * bad)
+        for _ in range(bad):
+            assert orjson.loads(conn.read_line())["error"]["code"] == -32700
+        assert conn.call("status")["requests"] is not None  # still served
+    records = []
+    for _ in range(100):  # the close's summary is written after the socket closes
+        records = [orjson.loads(line) for line in limited.log_path.read_text().splitlines()
+                   if line.startswith("{")]
+        if any(r.get("event") == "request log lines suppressed" for r in records):
+            break
+        time.sleep(0.05)
+    parse_errors = [r for r in records if r.get("event") == "request"
+                    and r.get("outcome") == "ParseError"]
+    summaries = [r for r in records if r.get("event") == "request log lines suppressed"]
+    written = len(parse_errors)
+    suppressed = sum(r.get("suppressed", 0) for r in parse_errors)
+    suppressed += sum(r["count"] for r in summaries)
+    assert written < bad // 2, written  # the budget held: burst 500 plus its 100/s refill
+    assert written + suppressed == bad  # and every line is accounted for
+    assert summaries and summaries[-1]["pid"] == os.getpid()

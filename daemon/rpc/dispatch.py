@@ -230,8 +230,16 @@ def _cancel(request: Request, connection: Connection | None) -> bytes | None:
 def log_request(connection: Connection | None, method: str | None, request_id: Any,
                 outcome: str, *, started: float | None = None, debug: bool = False,
                 **extra: Any) -> None:
-    """The one log line every request gets, with its peer's uid and pid."""
-    peer = connection.peer if connection is not None else None
+    """The one log line every request gets, with its peer's uid and pid, within the
+    connection's log budget (``daemon.rpc.logbudget``): past it, counted, not written."""
+    peer = None
+    if connection is not None:
+        budget = connection.log_budget
+        if not budget.take():
+            return
+        if budget.suppressed:
+            extra["suppressed"] = budget.release_suppressed()
+        peer = connection.peer
     if started is not None:
         extra["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
     (log.debug if debug else log.info)(

@@ -27,6 +27,7 @@ from podman_rpc.daemon.rpc.dispatch import (
     cancel_calls,
     refuse,
 )
+from podman_rpc.daemon.rpc.logbudget import LogBudget
 from podman_rpc.daemon.rpc.peer import HANGUP_CHECK_SECONDS, Peer, peer_credentials, peer_hung_up
 from podman_rpc.daemon.rpc.session import Phase, Session, id_key
 from podman_rpc.daemon.rpc.unfinished import UnfinishedLine
@@ -69,6 +70,7 @@ class Connection(asyncio.Protocol):
         self._timers: dict[str, asyncio.TimerHandle] = {}  # write stall, hang-up watch, linger
         self._cork: bytearray | None = None  # replies held while a slice is handled
         self._next_slice: asyncio.Handle | None = None
+        self.log_budget = LogBudget()  # request log lines this connection may cause
 
     @property
     def in_flight_count(self) -> int:
@@ -106,6 +108,10 @@ class Connection(asyncio.Protocol):
         if self._next_slice is not None:
             self._next_slice.cancel()
         self.unfinished.release()
+        if self.log_budget.suppressed:
+            log.info("request log lines suppressed", count=self.log_budget.release_suppressed(),
+                     uid=self.peer.uid if self.peer else None,
+                     pid=self.peer.pid if self.peer else None)
         self.shutdown(CANCEL_DISCONNECT)
         self.state.on_activity()
 
