@@ -240,3 +240,42 @@ def test_a_warm_container_gone_behind_the_pools_back_falls_back_to_cold(
         figures = ready(conn, 1)  # and the pool refills
         assert figures["claimed"] == 1
         assert gone not in warm_ids(instance)
+
+
+ODD = ["a b", "it's", '"q"', "$HOME", "`id`", "$(id)", "x\ny", "\t\x10\x11", "é€", "", "\\n", "-n",
+       "*", "a;b|c&d"]
+
+
+def test_argv_env_and_workdir_reach_the_command_exactly(
+        make_daemon: Callable[..., DaemonProcess]) -> None:
+    """The launcher's line carries every byte as given: spaces, quotes, $, backticks, newlines."""
+    daemon = make_daemon(pool_config(1))
+    workdir = "/tmp/a dir/it's $x `y`"
+    with daemon.connect() as conn:
+        ready(conn, 1)
+        result = run(conn, command=["printf", "%s|", *ODD], workdir=workdir,
+                     env=[f"ODD{i}={v}" for i, v in enumerate(ODD)])["result"]
+        assert is_warm(result)
+        assert result["stdout"] == "".join(f"{v}|" for v in ODD)
+        ready(conn, 1)
+        script = 'pwd; for i in $(seq 0 13); do eval "printf %s\\| \\"\\$ODD$i\\""; done'
+        result = run(conn, command=["sh", "-c", script], workdir=workdir,
+                     env=[f"ODD{i}={v}" for i, v in enumerate(ODD)])["result"]
+        assert is_warm(result)
+        assert result["stdout"] == workdir + "\n" + "".join(f"{v}|" for v in ODD)
+
+
+def test_the_command_sees_what_the_cold_path_gives_it(
+        make_daemon: Callable[..., DaemonProcess]) -> None:
+    """Same env, PID 1, the image's own binaries, /dev/null stdin, caps and user as cold."""
+    daemon = make_daemon(pool_config(1))
+    script = ("env | grep -v ^HOSTNAME= | sort; echo pid $$; readlink /proc/self/exe; cat; "
+              "grep -E '^(Cap|NoNewPrivs|Uid|Gid)' /proc/self/status; ls /; cat /proc/1/cmdline")
+    with daemon.connect() as conn:
+        ready(conn, 1)
+        warm = run(conn, command=["sh", "-c", script], env=["K=v"])["result"]
+        cold = run(conn, command=["sh", "-c", script], env=["K=v"],
+                   name=f"prpc-cold-{time.monotonic_ns()}")["result"]
+    assert is_warm(warm) and not is_warm(cold)
+    assert "pid 1\n" in warm["stdout"] and "K=v\n" in warm["stdout"]
+    assert warm["stdout"] == cold["stdout"]  # ls hides the launcher's /.podman-rpc

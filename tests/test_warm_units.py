@@ -35,7 +35,9 @@ def test_config_reads_pools_and_refuses_what_it_does_not_know(tmp_path: Any) -> 
     assert not load_config(None).warm.enabled  # off unless configured
     for bad in ({"colour": 1}, {"pools": [{"count": 1}]}, {"pools": [{"image": "b", "cpus": "x"}]},
                 {"pools": [{"image": "b", "nope": 1}]}, {"min": 3, "max": 1},
-                {"threshold": 1, "pause_binary": "/nonexistent/catatonit"}):
+                {"threshold": 1, "launcher_binary": "/nonexistent/busybox"},
+                {"threshold": 1, "launcher_binary": "/bin/ls"},  # dynamic: needs the host's libc
+                {"threshold": 1, "pause_binary": "/usr/libexec/podman/catatonit"}):  # gone
         with pytest.raises(ValueError):
             warm_from_mapping(bad)
 
