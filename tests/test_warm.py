@@ -233,7 +233,10 @@ def test_a_warm_container_gone_behind_the_pools_back_falls_back_to_cold(
         instance = conn.call("status")["instance_id"]
         ready(conn, 1)
         (gone,) = warm_ids(instance)
-        podman("rm", "-f", "-t", "0", gone)  # ours: removed by someone else (rm, an OOM, ...)
+        removed = podman("rm", "-f", "-t", "0", gone, check=False)  # by someone else (rm, ...)
+        # Podman 4.3 with a user namespace may say EBUSY after it dropped the container.
+        assert removed.returncode == 0 or "busy" in removed.stderr, removed.stderr
+        assert podman("container", "exists", gone, check=False).returncode == 1
         result = run(conn, command=["echo", "still served"])["result"]
         assert result["stdout"] == "still served\n" and not is_warm(result)
         assert result["container_id"] != gone

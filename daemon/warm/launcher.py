@@ -26,8 +26,10 @@ import shlex
 from podman_rpc.daemon.warm.keys import ExecSpec
 
 TARGET = "/.podman-rpc/busybox"
-# p: the command (by PATH as runc finds it, else 127); its stdin is /dev/null, as cold.
+# w DIR: cd, creating DIR if missing (as Podman does for a workdir); x ARGV: exec the
+# command found by PATH as runc finds it (else 127), with /dev/null as stdin, as cold.
 SCRIPT = (
+    f'w() {{ cd -- "$1" 2>/dev/null || {{ {TARGET} mkdir -p -- "$1" && cd -- "$1"; }}; }}; '
     'x() { p=$1; shift; case $p in */*) ;; *) s=$IFS; IFS=:; for d in $PATH; do '
     'd=${d:-.}; if [ -f "$d/$p" ] && [ -x "$d/$p" ]; then p=$d/$p; break; fi; done; '
     'IFS=$s; case $p in */*) ;; *) echo "$p: executable file not found in \\$PATH" >&2; '
@@ -73,10 +75,8 @@ def launchable(spec: ExecSpec) -> bool:
 def line(spec: ExecSpec) -> bytes:
     """The one line a claim writes to the launcher (``launchable(spec)`` must hold)."""
     steps: list[str] = []
-    if spec.workdir:  # Podman creates a missing workdir; so does this, with busybox's mkdir
-        where = word(spec.workdir)
-        steps.append(f"{{ cd -- {where} 2>/dev/null || {{ {TARGET} mkdir -p -- {where} "
-                     f"&& cd -- {where}; }}; }}")
+    if spec.workdir:
+        steps.append(f"w {word(spec.workdir)}")
     steps.append("unset OLDPWD PWD SHLVL")  # the shell's own; runc sets none of them
     steps += [f"export {word(entry)}" for entry in spec.env]
     steps.append("x " + " ".join(word(arg) for arg in spec.argv))
