@@ -84,6 +84,10 @@ def test_claim_then_refill(make_daemon: Callable[..., DaemonProcess]) -> None:
         assert len(after) == 1  # the used one is gone, a fresh one took its place
         # The image's own command when the call names none: busybox's is sh, which exits.
         assert run(conn, command=["echo", "image cmd"])["result"]["stdout"] == "image cmd\n"
+        claimed = ready(conn, 1)["claimed"]
+        # No command, and the image has none: the cold path's answer; no container claimed.
+        assert "no command" in run(conn)["error"]["message"]
+        assert ready(conn, 1)["claimed"] == claimed
 
 
 def test_a_spec_mismatch_takes_the_cold_path(make_daemon: Callable[..., DaemonProcess]) -> None:
