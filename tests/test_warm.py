@@ -286,3 +286,17 @@ def test_the_command_sees_what_the_cold_path_gives_it(
     assert is_warm(warm) and not is_warm(cold)
     assert "pid 1\n" in warm["stdout"] and "K=v\n" in warm["stdout"]
     assert warm["stdout"] == cold["stdout"]  # ls hides the launcher's /.podman-rpc
+
+
+def test_a_command_not_found_answers_as_on_the_cold_path(
+        make_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = make_daemon(pool_config(1))
+    with daemon.connect() as conn:
+        ready(conn, 1)
+        warm = run(conn, command=["no-such-command", "x"])["error"]
+        cold = run(conn, command=["no-such-command", "x"],
+                   name=f"prpc-cold-{time.monotonic_ns()}")["error"]
+        assert warm["code"] == cold["code"] and warm["data"]["kind"] == cold["data"]["kind"]
+        assert "executable file not found" in warm["message"]
+        figures = ready(conn, 1)  # the claimed container went, as after any claim
+        assert figures["claimed"] == 1

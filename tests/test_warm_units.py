@@ -112,7 +112,7 @@ def test_the_launcher_line_carries_every_byte_on_one_ascii_line(tmp_path: Any) -
     spec = ExecSpec(argv=["printf", "%s\\0", *words], env=["K=" + "|".join(words)],
                     workdir=workdir)
     assert launcher.launchable(spec)
-    line = launcher.line(spec)
+    line = launcher.line(spec, "n0")
     assert line.isascii() and line.count(b"\n") == 1 and line.endswith(b"\n")
     assert b"\x10" not in line and b"\x11" not in line  # the attach's detach keys
     script = launcher.SCRIPT.replace(launcher.TARGET, "/bin/busybox")  # no bind mount here
@@ -121,7 +121,7 @@ def test_the_launcher_line_carries_every_byte_on_one_ascii_line(tmp_path: Any) -
     assert out.stdout.decode().split("\0")[:-1] == words
     env = subprocess.run(["/bin/busybox", "sh", "-c", script], capture_output=True, check=True,
                          input=launcher.line(ExecSpec(["sh", "-c", 'pwd; printf %s "$K"'],
-                                                      spec.env, workdir)),
+                                                      spec.env, workdir), "n0"),
                          env={"PATH": "/usr/bin:/bin"}).stdout.decode()
     assert env == workdir + "\n" + "|".join(words)
 
@@ -131,6 +131,7 @@ def test_what_the_line_cannot_carry_is_not_launchable() -> None:
     assert not launcher.launchable(ExecSpec(["echo"], ["A-B=1"], None))  # not a shell name
     assert not launcher.launchable(ExecSpec(["echo"], ["1A=1"], None))
     assert not launcher.launchable(ExecSpec(["echo", "\ud800"], [], None))
+    assert not launcher.launchable(ExecSpec(["echo"], [], "relative/dir"))
     assert launcher.launchable(ExecSpec(["echo", "\n"], ["_A1=\n"], "/"))
 
 
@@ -138,10 +139,10 @@ def test_the_launcher_runs_the_command_found_in_path_not_a_busybox_applet(tmp_pa
     """Debian's busybox prefers its applets; the launcher must exec what PATH finds."""
     script = launcher.SCRIPT.replace(launcher.TARGET, "/bin/busybox")
     found = subprocess.run(["/bin/busybox", "sh", "-c", script], capture_output=True,
-                           input=launcher.line(ExecSpec(["ls", "--version"], [], None)),
+                           input=launcher.line(ExecSpec(["ls", "--version"], [], None), "n0"),
                            env={"PATH": "/usr/bin:/bin"})
     assert found.returncode == 0 and b"GNU coreutils" in found.stdout  # /bin/ls, not busybox's
     missing = subprocess.run(["/bin/busybox", "sh", "-c", script], capture_output=True,
-                             input=launcher.line(ExecSpec(["ls"], [], None)),
+                             input=launcher.line(ExecSpec(["ls"], [], None), "n0"),
                              env={"PATH": str(tmp_path)})
-    assert missing.returncode == 127 and b"not found" in missing.stderr
+    assert missing.returncode == launcher.NOT_LAUNCHED and missing.stderr == b"n0\n"

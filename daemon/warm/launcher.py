@@ -26,15 +26,19 @@ import shlex
 from podman_rpc.daemon.warm.keys import ExecSpec
 
 TARGET = "/.podman-rpc/busybox"
+# f: nothing of the command ran (no such workdir or command): say so with the line's
+# nonce, which the command never sees, so the claim can let the cold path answer.
 # w DIR: cd, creating DIR if missing (as Podman does for a workdir); x ARGV: exec the
-# command found by PATH as runc finds it (else 127), with /dev/null as stdin, as cold.
+# command found by PATH as runc finds it, with /dev/null as stdin, as cold.
 SCRIPT = (
-    f'w() {{ cd -- "$1" 2>/dev/null || {{ {TARGET} mkdir -p -- "$1" && cd -- "$1"; }}; }}; '
+    'f() { echo "$_prpc_n" >&2; exit 127; }; '
+    f'w() {{ cd -- "$1" 2>/dev/null || {{ {TARGET} mkdir -p -- "$1" 2>/dev/null && '
+    'cd -- "$1" 2>/dev/null; } || f; }; '
     'x() { p=$1; shift; case $p in */*) ;; *) s=$IFS; IFS=:; for d in $PATH; do '
     'd=${d:-.}; if [ -f "$d/$p" ] && [ -x "$d/$p" ]; then p=$d/$p; break; fi; done; '
-    'IFS=$s; case $p in */*) ;; *) echo "$p: executable file not found in \\$PATH" >&2; '
-    'exit 127;; esac;; esac; exec "$p" "$@" </dev/null; }; '
+    'IFS=$s; case $p in */*) ;; *) f;; esac;; esac; exec "$p" "$@" </dev/null; }; '
     'IFS= read -r line || exit 125; eval "$line"')
+NOT_LAUNCHED = 127  # f's exit code
 ENTRYPOINT = [TARGET, "sh", "-c", SCRIPT]
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _PRINTABLE = re.compile(r"[ -~]+")
@@ -59,8 +63,11 @@ def _escaped(text: str) -> str:
 
 
 def launchable(spec: ExecSpec) -> bool:
-    """Whether the line can carry this run exactly: env names a shell can export, no NUL."""
+    """Whether the line can carry this run exactly: env names a shell can export, no NUL,
+    an absolute workdir; else the cold path serves it and says what Podman makes of it."""
     texts = [*spec.argv, *spec.env, spec.workdir or ""]
+    if spec.workdir and not spec.workdir.startswith("/"):
+        return False  # Podman's to judge
     try:
         if any("\0" in text for text in texts) or any(
                 not _NAME.match(entry.partition("=")[0]) for entry in spec.env):
@@ -72,9 +79,9 @@ def launchable(spec: ExecSpec) -> bool:
     return True
 
 
-def line(spec: ExecSpec) -> bytes:
+def line(spec: ExecSpec, nonce: str) -> bytes:
     """The one line a claim writes to the launcher (``launchable(spec)`` must hold)."""
-    steps: list[str] = []
+    steps = [f"_prpc_n={word(nonce)}"]
     if spec.workdir:
         steps.append(f"w {word(spec.workdir)}")
     steps.append("unset OLDPWD PWD SHLVL")  # the shell's own; runc sets none of them

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -49,6 +50,7 @@ class WarmRunner:
         self.pools = pools
         self.warm = warm
         self.spec = spec
+        self.nonce = secrets.token_hex(16)  # the launcher's word for "nothing ran"
         self.http = ctx.pool.http
         self.started = time.perf_counter()
         # The cold path's phases (issue 17), as durations; create_ms is 0: created ahead.
@@ -73,6 +75,9 @@ class WarmRunner:
                 exit_code = await self._attached(stream)
             finally:
                 stream.close()
+            if exit_code == launcher.NOT_LAUNCHED and self.capture.snapshot() == {
+                    "stdout": "", "stderr": self.nonce + "\n", "truncated": False}:
+                raise WarmGone("no such command or workdir")  # cold says it as Podman does
         finally:
             self.pools.release(warm)  # never a second run; removal is off this reply's path
         if exit_code != 0:
@@ -91,7 +96,7 @@ class WarmRunner:
         waiter = loop.create_task(lifecycle.wait_exit(self.http, self.warm.cid))
         began = time.perf_counter()
         try:
-            await stream.write(launcher.line(self.spec))
+            await stream.write(launcher.line(self.spec, self.nonce))
             self._phase("start_ms")
             exit_code = await self._exit_code(reader, waiter, began)
             exited = time.perf_counter()
