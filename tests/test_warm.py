@@ -190,6 +190,13 @@ def test_progress_on_the_warm_path(make_daemon: Callable[..., DaemonProcess]) ->
                 break
         assert is_warm(message["result"])
         assert sorted(lines) == [("stderr", "two"), ("stdout", "one")]
+        ready(conn, 1)  # not found: the cold path's error, and no line from the launcher
+        conn.send({"jsonrpc": "2.0", "id": 2, "method": "run",
+                   "params": {"image": BUSYBOX_IMAGE, "progress": True,
+                              "command": ["no-such-command"]}})
+        message = conn.read()
+        assert message.get("id") == 2, message
+        assert "executable file not found" in message["error"]["message"]
 
 
 def test_a_reactive_pool_forms_after_threshold_sightings(

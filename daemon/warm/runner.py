@@ -59,7 +59,7 @@ class WarmRunner:
         self._mark = self.started
         # Fed on the event loop (the attach reader), so progress lines go out directly.
         self.capture = OutputCapture(ctx.config.output_cap_bytes,
-                                     ctx.progress if ctx.want_progress else None)
+                                     self._progress if ctx.want_progress else None)
 
     async def execute(self) -> dict[str, Any]:
         """The run's result; raises WarmGone before any of the command ran, else as cold."""
@@ -166,6 +166,11 @@ class WarmRunner:
             pass  # cancelled again: the kill finishes on its own
         except RpcError:
             pass  # removal follows anyway, and the reaper has the labels
+
+    def _progress(self, stream: str, text: str) -> None:
+        """``$/progress`` as cold, less the launcher's "nothing ran" (cold reports then)."""
+        if not (stream == "stderr" and text == self.nonce):
+            self.ctx.progress(stream, text)
 
     def _phase(self, name: str) -> None:
         now = time.perf_counter()
