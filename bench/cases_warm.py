@@ -8,7 +8,8 @@ in an order rotated each round. Before each, untimed: the pool full again, the
 used container removed (``status``: starting and removing 0), then 0.5 s for
 Podman's cleanup process, so the warm path's background work does not land on
 the next subject. Also the resident memory of each idle warm container (its
-catatonit, its conmon, its cgroup's memory.current) and of the daemon's sentinel.
+launcher, the busybox shell blocked on its stdin; its conmon; its cgroup's
+memory.current) and of the daemon's sentinel.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _timed(client: LineClient, line: bytes) -> tuple[float, dict]:
 
 
 def _idle_memory(instance: str) -> tuple[list[float], list[float], list[float]]:
-    """(catatonit RSS, conmon RSS, cgroup memory.current) in MiB, per idle warm container."""
+    """(launcher RSS, conmon RSS, cgroup memory.current) in MiB, per idle warm container."""
     out = podman("ps", "--no-trunc", "--filter", f"label=io.podman-rpc.instance={instance}",
                  "--format", "{{.ID}}").stdout.split()
     pause, monitor, cgroup = [], [], []
@@ -174,7 +175,8 @@ def warm_cases(rig_dir: Path, plain_socket: Path, podman_socket: Path, image: st
                     misses),
         Measurement("warm", "daemon run echo, cold path (plain daemon, same spec)", colds),
         Measurement("warm", "podman run --rm (same limits)", clis),
-        Measurement("warm", "idle warm container: catatonit RSS", value=max(pause, default=0),
+        Measurement("warm", "idle warm container: launcher (busybox sh) RSS",
+                    value=max(pause, default=0),
                     unit="MB", note=f"max of {len(pause)}: {[round(v, 2) for v in pause]}"),
         Measurement("warm", "idle warm container: conmon RSS", value=max(monitor, default=0),
                     unit="MB", note=f"max of {len(monitor)}: {[round(v, 2) for v in monitor]}"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import subprocess
 import time
 from typing import Any
 
@@ -11,8 +13,9 @@ from podman_rpc.daemon.config import load_config
 from podman_rpc.daemon.guard.policy import PolicyConfig
 from podman_rpc.daemon.ops.reaper import verdict
 from podman_rpc.daemon.podman.labels import WARM_EXPIRES, container_labels
+from podman_rpc.daemon.warm import launcher
 from podman_rpc.daemon.warm.config import warm_from_mapping
-from podman_rpc.daemon.warm.keys import eligible, exec_spec, spec_of
+from podman_rpc.daemon.warm.keys import ExecSpec, eligible, exec_spec, spec_of
 from podman_rpc.protocol import methods as m
 
 POLICY = PolicyConfig()
@@ -35,7 +38,9 @@ def test_config_reads_pools_and_refuses_what_it_does_not_know(tmp_path: Any) -> 
     assert not load_config(None).warm.enabled  # off unless configured
     for bad in ({"colour": 1}, {"pools": [{"count": 1}]}, {"pools": [{"image": "b", "cpus": "x"}]},
                 {"pools": [{"image": "b", "nope": 1}]}, {"min": 3, "max": 1},
-                {"threshold": 1, "pause_binary": "/nonexistent/catatonit"}):
+                {"threshold": 1, "launcher_binary": "/nonexistent/busybox"},
+                {"threshold": 1, "launcher_binary": "/bin/ls"},  # dynamic: needs the host's libc
+                {"threshold": 1, "pause_binary": "/usr/libexec/podman/catatonit"}):  # gone
         with pytest.raises(ValueError):
             warm_from_mapping(bad)
 
@@ -92,3 +97,52 @@ def test_the_reaper_removes_idle_warm_containers_past_ttl_only() -> None:
                    alive=lambda _: False) == "instance gone"
     assert verdict(_warm_attrs("me", now + 5), active=set(), stopping=True,
                    **args) == "daemon stopping"
+
+
+def test_the_launcher_line_carries_every_byte_on_one_ascii_line(tmp_path: Any) -> None:
+    """Run by the launcher's own shell (the host's static busybox), as in a warm container."""
+    rng = random.Random(20)
+    words = ["a b", "it's", '"q"', "$HOME", "`id`", "$(id)", "x\ny\r\n", "\t\x10\x11\x1b\x7f",
+             "é€😀", "", "\\n", "-n", "*", "a;b|c&d", "'", "$'\\012'", "}; exit 9; {"]
+    words += ["".join(chr(rng.choice([rng.randint(1, 127), rng.randint(128, 0x10FFFF)]))
+                      for _ in range(20)).encode("utf-8", "replace").decode("utf-8", "replace")
+              .replace("\0", "") for _ in range(20)]
+    words = [w for w in words if not any(0xD800 <= ord(c) <= 0xDFFF for c in w)]
+    workdir = str(tmp_path / "new dir $x `y` 'z'")
+    spec = ExecSpec(argv=["printf", "%s\\0", *words], env=["K=" + "|".join(words)],
+                    workdir=workdir)
+    assert launcher.launchable(spec)
+    line = launcher.line(spec, "n0")
+    assert line.isascii() and line.count(b"\n") == 1 and line.endswith(b"\n")
+    assert b"\x10" not in line and b"\x11" not in line  # the attach's detach keys
+    script = launcher.SCRIPT.replace(launcher.TARGET, "/bin/busybox")  # no bind mount here
+    out = subprocess.run(["/bin/busybox", "sh", "-c", script], input=line, capture_output=True,
+                         env={"PATH": "/usr/bin:/bin"}, check=True)
+    assert out.stdout.decode().split("\0")[:-1] == words
+    env = subprocess.run(["/bin/busybox", "sh", "-c", script], capture_output=True, check=True,
+                         input=launcher.line(ExecSpec(["sh", "-c", 'pwd; printf %s "$K"'],
+                                                      spec.env, workdir), "n0"),
+                         env={"PATH": "/usr/bin:/bin"}).stdout.decode()
+    assert env == workdir + "\n" + "|".join(words)
+
+
+def test_what_the_line_cannot_carry_is_not_launchable() -> None:
+    assert not launcher.launchable(ExecSpec(["echo", "a\0b"], [], None))
+    assert not launcher.launchable(ExecSpec(["echo"], ["A-B=1"], None))  # not a shell name
+    assert not launcher.launchable(ExecSpec(["echo"], ["1A=1"], None))
+    assert not launcher.launchable(ExecSpec(["echo", "\ud800"], [], None))
+    assert not launcher.launchable(ExecSpec(["echo"], [], "relative/dir"))
+    assert launcher.launchable(ExecSpec(["echo", "\n"], ["_A1=\n"], "/"))
+
+
+def test_the_launcher_runs_the_command_found_in_path_not_a_busybox_applet(tmp_path: Any) -> None:
+    """Debian's busybox prefers its applets; the launcher must exec what PATH finds."""
+    script = launcher.SCRIPT.replace(launcher.TARGET, "/bin/busybox")
+    found = subprocess.run(["/bin/busybox", "sh", "-c", script], capture_output=True,
+                           input=launcher.line(ExecSpec(["ls", "--version"], [], None), "n0"),
+                           env={"PATH": "/usr/bin:/bin"})
+    assert found.returncode == 0 and b"GNU coreutils" in found.stdout  # /bin/ls, not busybox's
+    missing = subprocess.run(["/bin/busybox", "sh", "-c", script], capture_output=True,
+                             input=launcher.line(ExecSpec(["ls"], [], None), "n0"),
+                             env={"PATH": str(tmp_path)})
+    assert missing.returncode == launcher.NOT_LAUNCHED and missing.stderr == b"n0\n"

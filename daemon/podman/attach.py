@@ -14,6 +14,7 @@ API::
 
     stream = await AttachStream.open(http, "POST", path, body=None)  # before start
     ...                                  # start the container / exec
+    await stream.write(line)             # to its stdin, if opened with stdin=true
     await stream.pump(sink)              # until EOF; cancel it to stop reading
     stream.close()                       # always (pump does not close)
 
@@ -131,6 +132,14 @@ class AttachStream:
                     return
             while data := await read(_READ):  # past the cap: drain, do not decode
                 self.bytes_read += len(data)
+        except OSError as exc:
+            raise PodmanUnavailable(f"attach stream broke: {exc}") from None
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data`` to the container's stdin (a stream opened with ``stdin=true``)."""
+        try:
+            self.conn.writer.write(data)
+            await self.conn.writer.drain()
         except OSError as exc:
             raise PodmanUnavailable(f"attach stream broke: {exc}") from None
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 from typing import Any
+from urllib.parse import quote
 
 from podman_rpc.daemon.podman.errors import translate
 from podman_rpc.daemon.podman.http import API_PREFIX, PodmanHTTP, Reply, StatusError
@@ -121,3 +122,12 @@ async def state_or_none(http: PodmanHTTP, cid: str) -> str | None:
     except NotFound:
         return None
     return str(reply.json().get("State", {}).get("Status", ""))
+
+
+async def image_command(http: PodmanHTTP,
+                        image: str) -> tuple[list[str] | None, list[str] | None]:
+    """The image's (Entrypoint, Cmd): what a run that names no command runs."""
+    reply = check(await http.request("GET", f"{API_PREFIX}/images/{quote(image, safe='/:@')}/json"),
+                  subject="image")
+    config = reply.json().get("Config") or {}
+    return config.get("Entrypoint"), config.get("Cmd")

@@ -11,7 +11,7 @@ Example::
     memory_budget = "1g"     # sum of their memory limits
     max_run_seconds = 60     # a claimed container's runs may last this long (conmon's backstop)
     fill_parallel = 2        # warm containers being created at once, over all pools
-    pause_binary = "/usr/libexec/podman/catatonit"   # static; bound read-only at /catatonit
+    launcher_binary = "/bin/busybox"   # static (busybox-static); bound read-only in each
 
     [[daemon.warm.pools]]    # a static pool: always ``count`` ready
     image = "localhost/busybox:latest"
@@ -25,7 +25,7 @@ Everything is off by default: no static pools and ``threshold = 0``.
 
 from __future__ import annotations
 
-import os
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -34,7 +34,9 @@ from podman_rpc.daemon.guard.policy import parse_size
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import RpcError
 
-CATATONIT = "/usr/libexec/podman/catatonit"
+PT_INTERP = 3
+
+BUSYBOX = "/bin/busybox"  # Debian's busybox-static; a dynamic one would need the host's libc
 _POOL_FIELDS = {"image", "count", "memory", "memory_swap", "cpus", "pids_limit",
                 "network_mode", "uid"}
 
@@ -61,7 +63,7 @@ class WarmConfig:
     max_warm_total: int = 16
     memory_budget: int = 1 << 30
     max_run_seconds: float = 60.0
-    pause_binary: str = CATATONIT
+    launcher_binary: str = BUSYBOX
     fill_parallel: int = 2  # containers started at once over all pools
 
     @property
@@ -101,7 +103,25 @@ def warm_from_mapping(raw: Mapping[str, Any]) -> WarmConfig:
     config = WarmConfig(**values)
     if config.min < 0 or config.max < config.min or config.ttl <= 0:
         raise ValueError("[daemon.warm] needs 0 <= min <= max and ttl > 0")
-    if config.enabled and not os.path.isfile(config.pause_binary):
-        raise ValueError(f"[daemon.warm] pause binary {config.pause_binary} is missing "
-                         "(Debian: the catatonit package)")
+    if config.enabled and not is_static_elf(config.launcher_binary):
+        raise ValueError(f"[daemon.warm] launcher {config.launcher_binary} is missing or not a "
+                         "static executable (Debian: the busybox-static package)")
     return config
+
+
+def is_static_elf(path: str) -> bool:
+    """An ELF executable without a program interpreter (PT_INTERP): it runs in any image."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+            if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+                return False  # 64-bit little-endian only: what this daemon runs on
+            phoff, = struct.unpack_from("<Q", head, 32)
+            size, count = struct.unpack_from("<HH", head, 54)
+            fh.seek(phoff)
+            table = fh.read(size * count)
+    except OSError:
+        return False
+    if len(table) < size * count or size < 4:
+        return False
+    return all(struct.unpack_from("<I", table, i * size)[0] != PT_INTERP for i in range(count))

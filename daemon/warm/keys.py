@@ -1,7 +1,7 @@
 """Which ``run`` calls a warm container may serve, and the key that matches them: pure, no I/O.
 
-The key is the create body the cold path would send, less what an exec can set
-per call (command, entrypoint, env, workdir) and what the daemon sets per
+The key is the create body the cold path would send, less what the launcher sets
+per call (command, entrypoint, env, workdir: ``warm.launcher``) and what the daemon sets per
 container (name, labels, conmon's timeout), plus the owning peer's uid. So the
 same limits, mounts, network, user namespace and confinement, and the same
 policy verdict (a function of that body under the daemon's one frozen policy),
@@ -56,7 +56,7 @@ def spec_of(params: m.Run, uid: int, policy: PolicyConfig) -> WarmSpec | None:
 
 @dataclass(frozen=True, slots=True)
 class ExecSpec:
-    """What the exec of one warm run gets: its argv, environment and working directory."""
+    """What the launcher of one warm run gets: its argv, environment and working directory."""
 
     argv: list[str]
     env: list[str]

@@ -26,17 +26,17 @@ import structlog
 from podman_rpc.daemon.config import Config
 from podman_rpc.daemon.guard.confine import harden_options
 from podman_rpc.daemon.guard.policy import check_run_spec
-from podman_rpc.daemon.podman import execs, lifecycle
+from podman_rpc.daemon.podman import lifecycle
 from podman_rpc.daemon.podman.labels import WARM_EXPIRES, container_labels
 from podman_rpc.daemon.podman.pool import PodmanPool
+from podman_rpc.daemon.warm import launcher
 from podman_rpc.daemon.warm.config import WarmConfig
-from podman_rpc.daemon.warm.keys import WarmSpec, eligible, spec_of
+from podman_rpc.daemon.warm.keys import ExecSpec, WarmSpec, eligible, exec_spec, spec_of
 from podman_rpc.daemon.warm.sentinel import Sentinel
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import PolicyDenied, RpcError
 
 log = structlog.get_logger("podman_rpc.warm")
-PAUSE_TARGET = "/catatonit"
 SIGHTING_WINDOW = 60.0  # seconds in which ``threshold`` sightings make a reactive pool
 TICK = 1.0  # seconds between expiry checks
 FAILURE_BACKOFF = 5.0  # seconds a pool whose create failed waits before trying again
@@ -97,8 +97,9 @@ class WarmPools:
         self._sentinel: Sentinel | None = None
 
     # --- claim -------------------------------------------------------------------------
-    def claim(self, params: m.Run, uid: int) -> WarmContainer | None:
-        """A ready container for this run (taken off its pool), or None: take the cold path."""
+    def claim(self, params: m.Run, uid: int) -> tuple[WarmContainer, ExecSpec] | None:
+        """A ready container for this run (taken off its pool) and what to launch in it,
+        or None: take the cold path."""
         if not self.warm.enabled or self._stopping or not eligible(
                 params, self.config.podman_kill_margin, self.warm.max_run_seconds):
             return None
@@ -109,14 +110,18 @@ class WarmPools:
         now = time.time()
         if pool is not None:
             pool.last_claim = now
-            while pool.ready:
+            launch = exec_spec(params, *(pool.image_command or (None, None)))
+            if pool.image_command is not None and (
+                    launch is None or not launcher.launchable(launch)):
+                return None  # nothing to run, or not expressible in the line: cold says why
+            while pool.ready and launch is not None:  # ready: image_command is known
                 warm = pool.ready.popleft()
                 if warm.expires > now:
                     self.active.add(warm.cid)
                     pool.figures["claimed"] += 1
                     pool.show()
                     self._wake.set()
-                    return warm
+                    return warm, launch
                 self._discard(warm)
             pool.figures["missed"] += 1
             if not pool.static and pool.target < self.warm.max:
@@ -257,8 +262,8 @@ class WarmPools:
                 if self._stopping:
                     return
                 if pool.image_command is None:
-                    pool.image_command = await execs.image_command(self.podman.http,
-                                                                   pool.spec.image)
+                    pool.image_command = await lifecycle.image_command(self.podman.http,
+                                                                       pool.spec.image)
                 body, name, expires = self._body(pool.spec)
                 created = await lifecycle.create(self.podman.http, body)
                 await lifecycle.start(self.podman.http, created)
@@ -278,7 +283,8 @@ class WarmPools:
             self._wake.set()
 
     def _body(self, spec: WarmSpec) -> tuple[dict[str, Any], str, float]:
-        """The cold path's body, kept idle by catatonit, labelled to expire after ``ttl``."""
+        """The cold path's body, idle in its launcher (stdin open, the host's static busybox
+        bound read-only: nothing else of the host), labelled to expire after ``ttl``."""
         now = time.time()
         expires = now + self.warm.ttl
         backstop = self.warm.ttl + self.warm.max_run_seconds + self.config.podman_kill_margin
@@ -286,11 +292,13 @@ class WarmPools:
         labels = container_labels(self.instance_id, "warm", now + backstop, True, spec.uid)
         labels[WARM_EXPIRES] = f"{expires:.3f}"
         body = {**spec.body, "image": spec.image, "name": name, "labels": labels,
-                "entrypoint": [PAUSE_TARGET, "-P"], "command": [],
+                "entrypoint": launcher.ENTRYPOINT, "command": [], "stdin": True,
+                # its output is read from the attach stream only, as a cold attached run's
+                "log_configuration": {"driver": "none"},
                 "timeout": math.ceil(backstop),  # conmon kills it even if every daemon is gone
                 "mounts": [*spec.body["mounts"],
-                           {"type": "bind", "source": self.warm.pause_binary,
-                            "destination": PAUSE_TARGET, "options": harden_options(["ro"])}]}
+                           {"type": "bind", "source": self.warm.launcher_binary,
+                            "destination": launcher.TARGET, "options": harden_options(["ro"])}]}
         return body, name, expires
 
     def _discard(self, warm: WarmContainer) -> None:
