@@ -91,8 +91,12 @@ def base_image() -> Iterator[str]:
 
 def working_containers(base: str) -> list[str]:
     short = base.rsplit("/", 1)[-1]
-    out = podman("ps", "-a", "--external", "--format", "{{.Names}}").stdout
-    return [n for n in out.split() if n.startswith(short)]
+    for _ in range(5):  # `ps --external` fails (125) when a container goes while it lists
+        listed = podman("ps", "-a", "--external", "--format", "{{.Names}}", check=False)
+        if listed.returncode == 0:
+            return [n for n in listed.stdout.split() if n.startswith(short)]
+        time.sleep(0.2)
+    raise AssertionError(f"podman ps --external kept failing: {listed.stderr}")
 
 
 def run_processes(token: str) -> list[str]:
