@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 
 from podman_rpc.daemon.config import load_config
-from podman_rpc.daemon.ops.heap import keep_freed_heap
+from podman_rpc.daemon.ops.heap import keep_freed_heap, tune_gc
 from podman_rpc.daemon.ops.logs import configure_logging
 from podman_rpc.daemon.server import Server, hard_exit
 
@@ -28,6 +28,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"podman-rpc serve: bad configuration: {exc}", file=sys.stderr)
         return 2
     keep_freed_heap()  # bursts of replies no longer fault the same pages in again
+    tune_gc()  # shorter pauses under bursts (issue 18)
     code = Server(config).run()
     if any(t.is_alive() and not t.daemon for t in threading.enumerate()
            if t is not threading.main_thread()):

@@ -8,13 +8,14 @@ grown again 400 times a burst).
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bench.clients import pipelined_throughput
-from podman_rpc.daemon.ops.heap import keep_freed_heap
+from podman_rpc.daemon.ops.heap import GC_THRESHOLDS, keep_freed_heap, tune_gc
 from tests.rig.daemon import DaemonProcess
 
 pytestmark = pytest.mark.podman
@@ -47,3 +48,16 @@ def test_pipelined_bursts_do_not_fault_the_heap_in_again(
         burst(daemon.socket_path)
     per_burst = (minor_faults(daemon.process.pid) - before) / 3
     assert per_burst < 1500, f"{per_burst:.0f} minor faults per burst of 10,000 requests"
+
+
+
+def test_tune_gc_freezes_start_up_and_spaces_out_young_collections() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_threshold()[0] > before[0]  # fewer young collections than the default
+        assert gc.get_freeze_count() > 0  # start-up's objects are out of the collector's way
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
