@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
 from podman_rpc.daemon.guard.policy import check_run_spec
 from podman_rpc.daemon.handlers import implements
@@ -154,37 +154,16 @@ class Runner:
 
     async def _exit_code(self, reader: asyncio.Task[None], waiter: asyncio.Task[int],
                          began: float) -> int:
-        """libpod's wait, or conmon's exit file once the output has ended, whichever is first."""
+        """The exit code by the race in ``lifecycle.exit_code``."""
         assert self.cid is not None
-        limit = self.params.timeout
-        first, _ = await asyncio.wait({reader, waiter}, timeout=limit,
-                                      return_when=asyncio.FIRST_COMPLETED)
-        if not first:
-            await self._overran(reader, began)
         # A kept container (auto_remove false) is the caller's to inspect next: reply
         # only once libpod has recorded the exit, so it reads "exited", not "stopped".
         exit_dir = self.ctx.config.podman_exit_dir if self.params.auto_remove else ""
-        pending: set[asyncio.Future[int]]
-        if waiter.done() or not exit_dir:
-            pending = {waiter}
-        else:  # the output ended first, as usual: the exit file is there now or soon
-            pending = {waiter, asyncio.ensure_future(lifecycle.exit_file_code(exit_dir, self.cid))}
-        try:
-            while True:
-                left = limit - (time.perf_counter() - began)
-                done, pending = await asyncio.wait(pending, timeout=max(0.0, left),
-                                                   return_when=asyncio.FIRST_COMPLETED)
-                if not done:
-                    await self._overran(reader, began)
-                found = next(iter(done))
-                if found is waiter or found.exception() is None or not pending:
-                    return int(found.result())
-        finally:
-            for task in pending:
-                if task is not waiter:
-                    task.cancel()
+        return await lifecycle.exit_code(reader, waiter, cid=self.cid, exit_dir=exit_dir,
+                                         limit=self.params.timeout, began=began,
+                                         overran=lambda: self._overran(reader, began))
 
-    async def _overran(self, reader: asyncio.Task[None], began: float) -> None:
+    async def _overran(self, reader: asyncio.Task[None], began: float) -> NoReturn:
         """Kill; let the reader drain briefly; raise Timeout with what was captured.
 
         The removal follows the reply, like a finished run's, so the reply is not

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 from podman_rpc.daemon.podman.errors import translate
@@ -76,6 +78,38 @@ async def exit_file_code(exit_dir: str, cid: str) -> int:
             pass
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, EXIT_POLL_MAX)  # a process that closed its output lives on
+
+
+async def exit_code(reader: asyncio.Task[None], waiter: asyncio.Task[int], *, cid: str,
+                    exit_dir: str, limit: float, began: float,
+                    overran: Callable[[], Awaitable[NoReturn]]) -> int:
+    """libpod's wait (``waiter``), or conmon's exit file once the output (``reader``) has
+    ended, whichever is first; ``overran`` (which raises) when ``limit`` seconds pass.
+
+    The cold path and the warm path both end a run here. ``exit_dir`` empty: the
+    wait alone.
+    """
+    first, _ = await asyncio.wait({reader, waiter}, timeout=limit,
+                                  return_when=asyncio.FIRST_COMPLETED)
+    if not first:
+        await overran()
+    pending: set[asyncio.Future[int]] = {waiter}
+    if not waiter.done() and exit_dir:  # the output ended first, as usual: the file is near
+        pending.add(asyncio.ensure_future(exit_file_code(exit_dir, cid)))
+    try:
+        while True:
+            left = limit - (time.perf_counter() - began)
+            done, pending = await asyncio.wait(pending, timeout=max(0.0, left),
+                                               return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                await overran()
+            found = next(iter(done))
+            if found is waiter or found.exception() is None or not pending:
+                return int(found.result())
+    finally:
+        for task in pending:
+            if task is not waiter:
+                task.cancel()
 
 
 async def kill(http: PodmanHTTP, cid: str) -> None:

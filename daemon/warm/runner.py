@@ -18,7 +18,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from podman_rpc.daemon.handlers.output import OutputCapture
 from podman_rpc.daemon.podman import lifecycle
@@ -120,32 +120,13 @@ class WarmRunner:
 
     async def _exit_code(self, reader: asyncio.Task[None], waiter: asyncio.Task[int],
                          began: float) -> int:
-        """libpod's wait, or conmon's exit file once the output has ended (as the cold path)."""
-        limit = self.params.timeout
-        first, _ = await asyncio.wait({reader, waiter}, timeout=limit,
-                                      return_when=asyncio.FIRST_COMPLETED)
-        if not first:
-            await self._overran(reader, began)
-        exit_dir = self.ctx.config.podman_exit_dir
-        pending: set[asyncio.Future[int]] = {waiter}
-        if not waiter.done() and exit_dir:
-            pending.add(asyncio.ensure_future(lifecycle.exit_file_code(exit_dir, self.warm.cid)))
-        try:
-            while True:
-                left = limit - (time.perf_counter() - began)
-                done, pending = await asyncio.wait(pending, timeout=max(0.0, left),
-                                                   return_when=asyncio.FIRST_COMPLETED)
-                if not done:
-                    await self._overran(reader, began)
-                found = next(iter(done))
-                if found is waiter or found.exception() is None or not pending:
-                    return int(found.result())
-        finally:
-            for task in pending:
-                if task is not waiter:
-                    task.cancel()
+        """The exit code by the cold path's race (``lifecycle.exit_code``)."""
+        return await lifecycle.exit_code(reader, waiter, cid=self.warm.cid,
+                                         exit_dir=self.ctx.config.podman_exit_dir,
+                                         limit=self.params.timeout, began=began,
+                                         overran=lambda: self._overran(reader, began))
 
-    async def _overran(self, reader: asyncio.Task[None], began: float) -> None:
+    async def _overran(self, reader: asyncio.Task[None], began: float) -> NoReturn:
         """Kill; let the reader drain briefly; raise Timeout with what was captured."""
         warm, limit = self.warm, self.params.timeout
         with contextlib.suppress(TimeoutError):
