@@ -19,35 +19,9 @@ from pathlib import Path
 from bench.stats import Measurement, Ratio, absolute
 from tests.rig.daemon import DaemonProcess, RawConnection
 from tests.rig.podman import BUSYBOX_IMAGE, PodmanService, podman
+from tests.rig.procs import conmons_named, processes_in
 
 REAP_INTERVAL = 1.0
-
-
-def _conmons(prefix: str) -> dict[int, str]:
-    """conmon pid -> container id, for conmons whose container name starts with ``prefix``."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if argv and Path(argv[0]).name == "conmon":
-            args = dict(zip(argv, argv[1:], strict=False))
-            if args.get("-n", "").startswith(prefix):
-                found[int(entry.name)] = args.get("-c", "")
-    return found
-
-
-def _in_cgroups(container_ids: set[str]) -> int:
-    count = 0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                cgroup = (entry / "cgroup").read_text()
-                count += any(cid in cgroup for cid in container_ids)
-    return count
 
 
 def _labelled(instance: str) -> list[str]:
@@ -68,24 +42,24 @@ def _cycle(daemon: DaemonProcess, own: PodmanService, instance: str, runs: int,
                                         "timeout": 120, "name": f"{prefix}{index}"}})
         until = time.monotonic() + 60
         while len(seen) < runs // 3 and time.monotonic() < until:
-            seen.update(_conmons(prefix))
+            seen.update(conmons_named(prefix))
             time.sleep(0.05)
         own.kill()
-        seen.update(_conmons(prefix))
+        seen.update(conmons_named(prefix))
         time.sleep(2)
         own.start()
         restarted = time.monotonic()
-        seen.update(_conmons(prefix))
+        seen.update(conmons_named(prefix))
         ids = {cid for cid in seen.values() if cid}
         while time.monotonic() - restarted < limit:
-            if not (_conmons(prefix) or _in_cgroups(ids) or _labelled(instance)):
+            if not (conmons_named(prefix) or processes_in(ids) or _labelled(instance)):
                 return time.monotonic() - restarted, len(seen)
             time.sleep(0.1)
         return None, len(seen)
     finally:
         for connection in connections:
             connection.close()
-        for pid in _conmons(prefix):  # never leave a cycle's processes to the next one
+        for pid in conmons_named(prefix):  # never leave a cycle's processes to the next one
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
 

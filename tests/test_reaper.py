@@ -33,6 +33,7 @@ from podman_rpc.daemon.podman.labels import (
 from podman_rpc.daemon.rpc.context import process_start_ticks
 from tests.rig.daemon import DaemonProcess
 from tests.rig.podman import BUSYBOX_IMAGE, PodmanService, podman
+from tests.rig.procs import conmons_named, processes_in
 
 FAST_REAPER = "reap_interval = 0.3\n"
 
@@ -243,38 +244,6 @@ def test_sigkilled_daemon_leaves_no_containers_after_restart(
 
 
 # --- Podman SIGKILLed under runs, restarted: no process and no container may remain ---------
-
-def conmons_named(prefix: str) -> dict[int, str]:
-    """Live conmon processes whose container name (``-n``) starts with ``prefix``: pid -> id."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if not argv or Path(argv[0]).name != "conmon":
-            continue
-        args = dict(zip(argv, argv[1:], strict=False))
-        if args.get("-n", "").startswith(prefix):
-            found[int(entry.name)] = args.get("-c", "")
-    return found
-
-
-def processes_in(container_ids: set[str]) -> list[int]:
-    """Live processes whose cgroup names one of these containers (``runc init``, the workload)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cgroup = (entry / "cgroup").read_text()
-            except OSError:
-                continue
-            if any(cid in cgroup for cid in container_ids):
-                pids.append(int(entry.name))
-    return pids
-
 
 def test_podman_sigkilled_mid_runs_leaves_no_process_or_container(
         make_daemon: Callable[..., DaemonProcess], tmp_path: Path) -> None:
