@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -58,23 +57,9 @@ def burst(conn: RawConnection, rounds: int) -> list[dict[str, object]]:
     return [conn.read() for _ in range(rounds * len(MIX))]
 
 
-@pytest.fixture
-def outage_rig(make_daemon: Callable[..., DaemonProcess],
-               tmp_path: Path) -> Iterator[tuple[DaemonProcess, PodmanService]]:
-    own = PodmanService(tmp_path)
-    own.start()
-    try:
-        daemon = make_daemon(start=False)
-        daemon.podman_socket = own.socket_path
-        daemon.start()
-        yield daemon, own
-    finally:
-        own.stop()
-
-
 def test_file_descriptors_do_not_grow_across_a_podman_outage(
-        outage_rig: tuple[DaemonProcess, PodmanService]) -> None:
-    daemon, own = outage_rig
+        own_podman: tuple[DaemonProcess, PodmanService]) -> None:
+    daemon, own = own_podman
     assert daemon.process is not None
     pid = daemon.process.pid
     with daemon.connect() as conn:
