@@ -243,10 +243,8 @@ class Server:
     async def _fetch_podman_version(self) -> None:
         assert self.state is not None
         try:
-            from podman_rpc.daemon.handlers.system import podman_version
-
             pool = self.state.pool
-            pool.version = await pool.call(podman_version)
+            await pool.podman_version()
             log.info("podman version", podman_version=pool.version)
         except Exception as exc:  # noqa: BLE001 - startup goes on; requests will report it
             log.warning("podman did not answer at start", error=str(exc))

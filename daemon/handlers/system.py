@@ -15,11 +15,6 @@ from podman_rpc.protocol.registry import openrpc_document
 _DISCOVER_CACHE: dict[str, orjson.Fragment] = {}
 
 
-def podman_version(client: Any) -> str:
-    """Podman's version string ("4.3.1"), as the old CLI printed it."""
-    return str(client.version().get("Version", ""))
-
-
 @implements(m.Discover)
 def discover(state: DaemonState, params: m.Discover) -> orjson.Fragment:
     """The document never changes while the daemon runs: it is encoded once."""
@@ -42,9 +37,7 @@ async def ping(ctx: CallContext, params: m.Ping) -> str:
 
 @implements(m.Version)
 async def version(ctx: CallContext, params: m.Version) -> str:
-    found = await ctx.pool.call(podman_version)
-    ctx.pool.version = found
-    return found
+    return await ctx.pool.podman_version()
 
 
 @implements(m.Info)

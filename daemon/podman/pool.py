@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import traceback
 from collections.abc import Callable
@@ -23,10 +24,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from podman_rpc.daemon.podman.errors import map_podman_errors
-from podman_rpc.daemon.podman.http import PodmanHTTP
+from podman_rpc.daemon.podman.http import PING_PATH, PodmanHTTP, Reply
 from podman_rpc.protocol.errors import PodmanUnavailable, RpcError
 
 T = TypeVar("T")
+
+_IDENTITY_HEADERS = ("server", "libpod-api-version", "libpod-buildah-version")
+"""What ``_ping`` says of the Podman answering (``Libpod/4.3.1 (linux)``, ``4.3.1``, ...)."""
+
+
+def _version_of(client: Any) -> str:
+    """Podman's version string ("4.3.1"), as the old CLI printed it."""
+    return str(client.version().get("Version", ""))
 
 
 def release_frames(error: BaseException) -> None:
@@ -55,6 +64,8 @@ class PodmanPool:
         # What ``status`` reports about Podman (daemon.rpc.status reads them here).
         self.reachable: bool | None = None  # whether Podman answered the last call or ping
         self.version: str | None = None  # Podman's version, as last asked
+        self._version_identity: tuple[str, ...] = ()  # the ping headers of that answer
+        self._version_call: tuple[tuple[str, ...], asyncio.Future[str]] | None = None
         self._local = threading.local()
         self._clients: list[Any] = []
         self._lock = threading.Lock()
@@ -118,14 +129,46 @@ class PodmanPool:
         first reply does not wait for one. Same request as ``podman_answers``,
         over this pool's kept-alive connections.
         """
+        await self._ping_reply()
+
+    async def _ping_reply(self) -> Reply:
         try:
-            answered = await self.http.ping()
+            reply = await self.http.request("HEAD", PING_PATH)
         except PodmanUnavailable:
             self.reachable = False
             raise
-        self.reachable = answered
-        if not answered:
+        self.reachable = reply.ok
+        if not reply.ok:
             raise PodmanUnavailable("Podman did not answer the ping")
+        return reply
+
+    async def podman_version(self) -> str:
+        """Podman's version string, asked of each running Podman service once.
+
+        Podman's ``/version`` costs about 0.5 s of CPU here (it runs ``dpkg-query``
+        for its components' packages), so peers calling ``version`` in a loop kept
+        a core busy in Podman (issue 18's fuzz storm). The answer can change only
+        when another Podman answers, so each call pings on the loop and asks
+        ``/version`` again only when the ping's identifying headers differ from
+        those of the last answer. Callers that ask together share one call.
+        """
+        headers = (await self._ping_reply()).headers
+        identity = tuple(headers.get(name, "") for name in _IDENTITY_HEADERS)
+        if self.version is not None and identity == self._version_identity:
+            return self.version
+        asking = self._version_call
+        if asking is None or asking[0] != identity:
+            task = asyncio.ensure_future(self.call(_version_of))
+            task.add_done_callback(functools.partial(self._version_answered, identity))
+            self._version_call = asking = (identity, task)
+        return await asyncio.shield(asking[1])
+
+    def _version_answered(self, identity: tuple[str, ...], task: asyncio.Future[str]) -> None:
+        if self._version_call is not None and self._version_call[1] is task:
+            self._version_call = None
+        if task.cancelled() or task.exception() is not None:
+            return  # its askers got the error; the next call asks again
+        self.version, self._version_identity = task.result(), identity
 
     def watch(self, interval: float) -> None:
         """Ping Podman every ``interval`` seconds, so ``reachable`` says how it is now.
