@@ -13,13 +13,16 @@ import http.server
 import json
 import socketserver
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from podman_rpc.daemon.podman.pool import PodmanPool
 from podman_rpc.protocol.errors import PodmanFailure
+
+T = TypeVar("T")
 
 
 class StandIn(socketserver.ThreadingUnixStreamServer):
@@ -92,8 +95,8 @@ def stand_in(tmp_path: Path) -> Iterator[StandIn]:
     server.server_close()
 
 
-def _with_pool(stand_in: StandIn, body):  # type: ignore[no-untyped-def]
-    async def go():  # type: ignore[no-untyped-def]
+def _with_pool(stand_in: StandIn, body: Callable[[PodmanPool], Awaitable[T]]) -> T:
+    async def go() -> T:
         pool = PodmanPool(Path(stand_in.server_address), workers=4, call_timeout=10)
         try:
             return await body(pool)
