@@ -38,3 +38,14 @@ def test_a_long_quiet_spell_refills_no_more_than_the_burst() -> None:
         budget.take()
     clock.now += 3600
     assert sum(budget.take() for _ in range(100)) == 5
+
+
+def test_connections_also_share_a_daemon_wide_budget() -> None:
+    clock = Clock()
+    daemon = LogBudget(rate=10, burst=6, clock=clock)
+    first, second = (LogBudget(rate=10, burst=5, clock=clock, shared=daemon) for _ in range(2))
+    assert [first.take() for _ in range(5)] == [True] * 5  # its own burst, drawn from both
+    assert [second.take() for _ in range(3)] == [True, False, False]  # the daemon's is spent
+    assert (first.suppressed, second.suppressed) == (0, 2)
+    clock.now += 0.15  # one line's worth for everyone, and a half
+    assert [second.take(), first.take()] == [True, False]

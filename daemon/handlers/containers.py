@@ -6,8 +6,6 @@ Each acts only on the caller's own containers unless it is admin (``owned``).
 from __future__ import annotations
 
 import asyncio
-import json
-from datetime import UTC, datetime
 from typing import Any
 
 from podman_rpc.daemon.handlers import implements
@@ -20,30 +18,11 @@ from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import Timeout
 
 
-def _iso(value: Any) -> str:
-    """Podman gives Unix seconds in lists and RFC 3339 text elsewhere; the CLI showed text."""
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, UTC).isoformat().replace("+00:00", "Z")
-    return str(value or "")
-
-
-def _list_containers(client: Any, all_: bool,
-                     filters: dict[str, list[str]]) -> list[dict[str, Any]]:
-    params = {"all": "true" if all_ else "false"}
-    if filters:
-        params["filters"] = json.dumps(filters)
-    response = client.api.get("/containers/json", params=params)
-    response.raise_for_status()
-    return [{"id": c.get("Id", ""), "name": (c.get("Names") or [""])[0],
-             "status": c.get("State", ""), "image": [c.get("Image", "")],
-             "created": _iso(c.get("Created"))} for c in response.json() or []]
-
-
 @implements(m.Ps)
 async def ps(ctx: CallContext, params: m.Ps) -> list[dict[str, Any]]:
     """A run's auto-remove container whose removal follows its reply is not listed: for
     its caller it is gone (the reply said so), and it will be in milliseconds."""
-    found = await ctx.pool.call(_list_containers, params.all, owner_filter(ctx))
+    found = await ctx.pool.listings.containers(params.all, owner_filter(ctx))
     pending = ctx.state.pending_removal
     return [c for c in found if c["id"] not in pending] if pending else found
 

@@ -7,7 +7,6 @@ from typing import Any
 from urllib.parse import quote
 
 from podman_rpc.daemon.handlers import implements
-from podman_rpc.daemon.handlers.containers import _iso
 from podman_rpc.daemon.handlers.owned import (
     image_missing,
     image_owner,
@@ -18,6 +17,7 @@ from podman_rpc.daemon.handlers.owned import (
 from podman_rpc.daemon.handlers.owned import image_or_none as _image_or_none
 from podman_rpc.daemon.handlers.templates import render
 from podman_rpc.daemon.podman.libpod import container_inspect
+from podman_rpc.daemon.podman.listing import iso_time
 from podman_rpc.daemon.rpc.context import CallContext
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import PolicyDenied
@@ -29,18 +29,11 @@ def _inspect_image(client: Any, name: str) -> dict[str, Any]:
     return response.json()
 
 
-def _list_images(client: Any, all_: bool) -> list[dict[str, Any]]:
-    response = client.api.get("/images/json", params={"all": "true" if all_ else "false"})
-    response.raise_for_status()
-    found: list[dict[str, Any]] = response.json() or []
-    return found
-
-
 @implements(m.Images)
 async def images(ctx: CallContext, params: m.Images) -> list[dict[str, Any]]:
-    found = await ctx.pool.call(_list_images, params.all, subject="image")
+    found = await ctx.pool.listings.images(params.all)
     return [{"id": i.get("Id", ""), "tags": i.get("RepoTags") or [], "size": i.get("Size", 0),
-             "created": _iso(i.get("Created")), "digest": i.get("Digest") or None}
+             "created": iso_time(i.get("Created")), "digest": i.get("Digest") or None}
             for i in found if may_see_image(ctx, i)]
 
 

@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 from podman_rpc.daemon.podman.errors import map_podman_errors
 from podman_rpc.daemon.podman.http import PING_PATH, PodmanHTTP, Reply
+from podman_rpc.daemon.podman.listing import Listings
+from podman_rpc.daemon.podman.shared import SharedReads
 from podman_rpc.protocol.errors import PodmanUnavailable, RpcError
 
 T = TypeVar("T")
@@ -71,6 +73,8 @@ class PodmanPool:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podman")
         self.http = PodmanHTTP(socket_path)
+        self.shared = SharedReads()  # reads that callers asking together share
+        self.listings = Listings(self.http, self.shared)  # ps and images
         self._watch: asyncio.Task[None] | None = None
 
     @property
@@ -132,6 +136,10 @@ class PodmanPool:
         await self._ping_reply()
 
     async def _ping_reply(self) -> Reply:
+        """``_ping``'s reply; callers asking together share one (``daemon.podman.shared``)."""
+        return await self.shared.read(PING_PATH, self._ask_ping)
+
+    async def _ask_ping(self) -> Reply:
         try:
             reply = await self.http.request("HEAD", PING_PATH)
         except PodmanUnavailable:

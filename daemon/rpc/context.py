@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -14,7 +15,9 @@ from podman_rpc.daemon.config import Config
 from podman_rpc.daemon.guard.access import AccessControl, OpenAccess
 from podman_rpc.daemon.podman.pool import PodmanPool
 from podman_rpc.daemon.rpc.lanes import LaneLimiter
+from podman_rpc.daemon.rpc.logbudget import DAEMON_BURST, DAEMON_RATE, LogBudget
 from podman_rpc.daemon.rpc.status import Counters, StatusView
+from podman_rpc.daemon.rpc.turns import Turns
 from podman_rpc.daemon.rpc.unfinished import PartialBudget
 from podman_rpc.protocol.envelope import PROGRESS_METHOD, notification
 from podman_rpc.protocol.errors import Overloaded, RpcError, ShuttingDown
@@ -26,6 +29,10 @@ if TYPE_CHECKING:
     from podman_rpc.daemon.warm.pools import WarmPools
 
 DAEMON_VERSION = VERSION
+
+
+def _loop_call_soon(callback: Callable[[], None]) -> asyncio.Handle:
+    return asyncio.get_running_loop().call_soon(callback)
 
 
 def _nothing() -> None:
@@ -75,7 +82,8 @@ class DaemonState:
 
     def __init__(self, config: Config, pool: PodmanPool,
                  access: AccessControl | OpenAccess | None = None,
-                 on_activity: Callable[[], None] | None = None) -> None:
+                 on_activity: Callable[[], None] | None = None,
+                 turns: Turns | None = None) -> None:
         self.config = config
         self.pool = pool
         self.instance_id = make_instance_id()
@@ -89,6 +97,8 @@ class DaemonState:
         self._per_uid: Counter[int] = Counter()
         self._per_process: Counter[tuple[int, int]] = Counter()
         self.partial_budget = PartialBudget(config.max_partial_bytes_total)
+        self.log_budget = LogBudget(DAEMON_RATE, DAEMON_BURST)  # shared by every connection
+        self.turns = turns if turns is not None else Turns(_loop_call_soon, time.perf_counter)
         self.active_containers: set[str] = set()
         # Auto-remove containers whose run has replied and whose removal follows (their
         # removal tasks): ps hides them, rmi and prune wait for them.

@@ -69,8 +69,8 @@ class Connection(asyncio.Protocol):
         self._reading = True  # what the transport was last told
         self._timers: dict[str, asyncio.TimerHandle] = {}  # write stall, hang-up watch, linger
         self._cork: bytearray | None = None  # replies held while a slice is handled
-        self._next_slice: asyncio.Handle | None = None
-        self.log_budget = LogBudget()  # request log lines this connection may cause
+        self.turns = state.turns  # when this connection's next slice starts
+        self.log_budget = LogBudget(shared=state.log_budget)  # request log lines it may cause
 
     @property
     def in_flight_count(self) -> int:
@@ -79,6 +79,10 @@ class Connection(asyncio.Protocol):
     @property
     def closed(self) -> bool:
         return self.session.phase is Phase.CLOSED
+
+    @property
+    def lines_waiting(self) -> int:
+        return len(self.session.backlog)
 
     # --- lifecycle ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -105,8 +109,6 @@ class Connection(asyncio.Protocol):
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        if self._next_slice is not None:
-            self._next_slice.cancel()
         self.unfinished.release()
         if self.log_budget.suppressed:
             log.info("request log lines suppressed", count=self.log_budget.release_suppressed(),
@@ -149,17 +151,18 @@ class Connection(asyncio.Protocol):
         finished_lines = self.session.receive(data)
         if self.closed:
             return  # a refused peer: what it sends is discarded unread
-        self._start_lines()
+        if not self.turns.ready(self):
+            self._apply()  # it waits its turn: stop reading meanwhile
         self.unfinished.after_read(bool(finished_lines), self.session.decoder.buffered,
                                    self.session.partial_on_clock)
 
-    def _start_lines(self) -> None:
-        """Start one slice of queued lines, as the session allows, then apply its decisions.
+    def start_slice(self) -> bool:
+        """Start one slice of queued lines, as the session allows, then apply its decisions;
+        True if lines remain that only the slice held back (``daemon.rpc.turns`` asks).
 
         Every request passes through this loop, so it is kept tight: a daemon-local
         call's reply is corked here, a Podman-bound call gets its task.
         """
-        self._next_slice = None
         session = self.session
         session.new_slice()
         cork = self._cork  # the same object until _uncork, even if a send flushes it
@@ -188,15 +191,14 @@ class Connection(asyncio.Protocol):
             if corking:
                 self._uncork()
         self._apply()
+        return session.slice_spent
 
     def _apply(self) -> None:
-        """Do what the session now wants: close, continue next turn, read or not."""
+        """Do what the session now wants: close, read or not."""
         session = self.session
         if session.finished:
             self.close()
             return
-        if session.slice_spent and self._next_slice is None:
-            self._next_slice = asyncio.get_running_loop().call_soon(self._start_lines)
         wants = session.wants_read
         if (wants != self._reading and session.phase is Phase.OPEN
                 and self.transport is not None):
@@ -275,9 +277,7 @@ class Connection(asyncio.Protocol):
 
     def _resume(self) -> None:
         """Room was made (a task ended, the client read): start what waits, then apply."""
-        if self.session.backlog and self._next_slice is None:
-            self._start_lines()
-        else:
+        if not (self.session.backlog and self.turns.ready(self)):
             self._apply()
 
     def cancel(self, request: Request) -> bytes | None:

@@ -1,0 +1,106 @@
+"""daemon.podman.shared.SharedReads: callers asking together share a call, never an old answer.
+
+No Podman here: the reads are coroutines the test releases by hand. That ``ps`` and
+``images`` answer as Podman lists is checked against the real service in
+test_containers.py and test_images.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from podman_rpc.daemon.podman.shared import SharedReads
+
+
+class Source:
+    """A read whose every call is numbered at its start and ends when the test says."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.release = asyncio.Event()
+        self.failing: set[int] = set()  # the numbers of the calls that fail
+
+    async def fetch(self) -> int:
+        self.started += 1
+        number = self.started
+        await self.release.wait()
+        if number in self.failing:
+            raise RuntimeError(f"call {number} failed")
+        return number
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_callers_during_a_call_share_the_next_one() -> None:
+    async def go() -> tuple[list[int], int]:
+        shared, source = SharedReads(), Source()
+        first = asyncio.ensure_future(shared.read("ps", source.fetch))
+        await _settle()  # call 1 is under way
+        later = [asyncio.ensure_future(shared.read("ps", source.fetch)) for _ in range(9)]
+        await _settle()
+        source.release.set()
+        answers = [await first] + [await f for f in later]
+        return answers, source.started
+
+    answers, calls = asyncio.run(go())
+    assert answers == [1] + [2] * 9  # nobody who asked after call 1 began got its answer
+    assert calls == 2
+
+
+def test_different_keys_do_not_share() -> None:
+    async def go() -> list[int]:
+        shared, source = SharedReads(), Source()
+        calls = [asyncio.ensure_future(shared.read(key, source.fetch)) for key in ("a", "b")]
+        await _settle()
+        source.release.set()
+        return sorted([await c for c in calls])
+
+    assert asyncio.run(go()) == [1, 2]
+
+
+def test_after_the_rounds_end_a_new_call_is_made() -> None:
+    async def go() -> tuple[list[int], int]:
+        shared, source = SharedReads(), Source()
+        source.release.set()
+        answers = [await shared.read("ps", source.fetch) for _ in range(3)]
+        return answers, shared.under_way
+
+    assert asyncio.run(go()) == ([1, 2, 3], 0)
+
+
+def test_an_error_reaches_its_round_only() -> None:
+    async def go() -> tuple[str, int]:
+        shared, source = SharedReads(), Source()
+        source.failing = {1}
+        first = asyncio.ensure_future(shared.read("ps", source.fetch))
+        await _settle()
+        second = asyncio.ensure_future(shared.read("ps", source.fetch))
+        await _settle()
+        source.release.set()
+        with pytest.raises(RuntimeError) as failed:
+            await first
+        return str(failed.value), await second
+
+    assert asyncio.run(go()) == ("call 1 failed", 2)
+
+
+def test_a_cancelled_caller_leaves_the_others_their_answer() -> None:
+    async def go() -> tuple[bool, list[int]]:
+        shared, source = SharedReads(), Source()
+        first = asyncio.ensure_future(shared.read("ps", source.fetch))
+        await _settle()
+        a = asyncio.ensure_future(shared.read("ps", source.fetch))
+        b = asyncio.ensure_future(shared.read("ps", source.fetch))
+        await _settle()
+        first.cancel()
+        a.cancel()
+        await _settle()
+        source.release.set()
+        return first.cancelled() and a.cancelled(), [await b]
+
+    assert asyncio.run(go()) == (True, [2])
