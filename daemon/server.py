@@ -20,6 +20,7 @@ from podman_rpc.daemon.config import Config
 from podman_rpc.daemon.guard.access import AccessControl, socket_group
 from podman_rpc.daemon.guard.confine import subid_problem
 from podman_rpc.daemon.handlers import load_handlers
+from podman_rpc.daemon.ops.heap import HeapTrimmer
 from podman_rpc.daemon.ops.heartbeat import Heartbeat
 from podman_rpc.daemon.ops.idle import Activity, IdleTimer, busy_reason
 from podman_rpc.daemon.ops.reaper import Reaper
@@ -235,6 +236,9 @@ class Server:
         answering = "answering" if pool.reachable else "unreachable"
         self.notifier.notify("READY=1", f"STATUS=serving; podman {answering}")
         self.heartbeat.start()
+        trimmer = HeapTrimmer()  # free heap a burst left goes back to the kernel
+        undo.callback(trimmer.stop)
+        trimmer.start()
         if activity is not None and self.config.idle_timeout is not None:
             self.idle = IdleTimer(state, activity, self.config.idle_timeout, self._on_idle)
             undo.callback(self.idle.stop)
