@@ -151,7 +151,7 @@ class Connection(asyncio.Protocol):
         finished_lines = self.session.receive(data)
         if self.closed:
             return  # a refused peer: what it sends is discarded unread
-        if not self.turns.ready(self):
+        if self.session.backlog and not self.turns.ready(self):
             self._apply()  # it waits its turn: stop reading meanwhile
         self.unfinished.after_read(bool(finished_lines), self.session.decoder.buffered,
                                    self.session.partial_on_clock)
