@@ -10,8 +10,8 @@ tested without sockets (``tests/test_session.py``):
 - A line starts only while the connection is open or half-closed, fewer than
   ``max_in_flight`` requests run, and the client reads its replies.
 - Lines are started in slices of at most ``slice_lines``: a client that pipelines
-  thousands of requests in one read gets a slice, then the event loop serves
-  everyone else (``status``, other connections) before the next slice.
+  thousands of requests in one read gets a slice, then waits its turn
+  (``daemon.rpc.turns`` decides whose slice starts next).
 - Reading stops while lines wait to start, so a flood waits in the client's
   socket buffer, not in the daemon's memory.
 - A client that half-closes (``socat`` at end of input) gets every answer, then
@@ -32,7 +32,7 @@ from podman_rpc.protocol.framing import OVERSIZE, LineDecoder
 T = TypeVar("T")  # what the transport tracks per request in flight (its task and context)
 
 SLICE_LINES = 256
-"""Lines started per turn of the event loop: large enough that a pipelined burst still
+"""Lines started per slice: large enough that a pipelined burst still
 costs few writes (``python -m bench --only throughput`` measures it), small enough
 that one flooding connection holds the loop for about a millisecond at a time."""
 
