@@ -8,6 +8,8 @@ test_containers.py and test_images.py.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -104,3 +106,38 @@ def test_a_cancelled_caller_leaves_the_others_their_answer() -> None:
         return first.cancelled() and a.cancelled(), [await b]
 
     assert asyncio.run(go()) == (True, [2])
+
+
+def test_a_call_no_caller_holds_survives_the_garbage_collector() -> None:
+    """The next round's task is referred to by no caller, only by its own callbacks: asyncio
+    keeps weak references to tasks, so without SharedReads holding it, a collection
+    destroyed it mid-read (found with the daemon's kept-alive ``_ping``, whose socket
+    reader asyncio also holds weakly)."""
+    async def go() -> list[int]:
+        shared = SharedReads()
+        pending: list[weakref.ref[asyncio.Future[int]]] = []
+        count = [0]
+
+        async def fetch() -> int:
+            count[0] += 1
+            answer = asyncio.get_running_loop().create_future()
+            pending.append(weakref.ref(answer))  # only the call itself holds it
+            return await answer
+
+        first = asyncio.ensure_future(shared.read("ps", fetch))
+        await _settle()
+        later = [asyncio.ensure_future(shared.read("ps", fetch)) for _ in range(3)]
+        await _settle()
+        _answer(pending[0], 1)
+        await _settle()  # round 2 is under way, held by nobody but the scheduler
+        gc.collect()
+        _answer(pending[1], 2)
+        return [await first] + [await f for f in later]
+
+    assert asyncio.run(go()) == [1, 2, 2, 2]
+
+
+def _answer(ref: weakref.ref[asyncio.Future[int]], value: int) -> None:
+    future = ref()
+    assert future is not None, "the call under way was collected"
+    future.set_result(value)

@@ -25,10 +25,13 @@ T = TypeVar("T")
 class _Round(Generic[T]):
     """One key's call under way, and the future of the callers who wait for the next."""
 
-    __slots__ = ("fetch", "following")
+    __slots__ = ("fetch", "task", "following")
 
     def __init__(self, fetch: Callable[[], Awaitable[T]]) -> None:
         self.fetch = fetch  # how the next call asks (every caller of a key asks alike)
+        # The call under way. Held here because asyncio keeps only weak references to
+        # tasks: a call that only callbacks referred to was collected mid-read.
+        self.task: asyncio.Task[T] | None = None
         self.following: asyncio.Future[T] | None = None
 
 
@@ -54,7 +57,7 @@ class SharedReads:
         return await asyncio.shield(answer)  # one caller's cancel is not the others'
 
     def _start(self, key: Hashable, current: _Round[T]) -> asyncio.Task[T]:
-        task = asyncio.ensure_future(current.fetch())
+        task = current.task = asyncio.ensure_future(current.fetch())
         task.add_done_callback(functools.partial(self._ended, key, current))
         return task
 
