@@ -34,6 +34,7 @@ from podman_rpc.protocol.errors import ContainerFailed, RpcError, Timeout
 TIMEOUT_GRACE = 0.5  # seconds the reader may still drain after an overrun's kill (as cold)
 EXIT_TO_EOF = 2.0  # seconds the output may end after the exit code is known (as cold)
 ATTACH = "attach?stream=true&stdin=true&stdout=true&stderr=true"
+_KILLS: set[asyncio.Task[Any]] = set()  # kills under way: asyncio holds tasks only weakly
 
 
 class WarmGone(Exception):
@@ -141,6 +142,8 @@ class WarmRunner:
     async def _kill(self) -> None:
         """SIGKILL the container now (its removal follows in ``release``), even if cancelled."""
         task = asyncio.ensure_future(lifecycle.kill(self.http, self.warm.cid))
+        _KILLS.add(task)  # if we are cancelled, nothing else refers to it
+        task.add_done_callback(_KILLS.discard)
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
