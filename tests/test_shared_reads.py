@@ -141,3 +141,25 @@ def _answer(ref: weakref.ref[asyncio.Future[int]], value: int) -> None:
     future = ref()
     assert future is not None, "the call under way was collected"
     future.set_result(value)
+
+
+def test_spaced_calls_start_that_far_apart_and_latecomers_join_the_wait() -> None:
+    async def go() -> tuple[list[int], list[float], int]:
+        shared, starts = SharedReads(), []
+        loop = asyncio.get_running_loop()
+
+        async def fetch() -> int:
+            starts.append(loop.time())
+            return len(starts)
+
+        first = await shared.read("info", fetch, spacing=0.3)  # never asked: at once
+        a = asyncio.ensure_future(shared.read("info", fetch, spacing=0.3))  # right after
+        await asyncio.sleep(0)
+        b = asyncio.ensure_future(shared.read("info", fetch, spacing=0.3))  # during the wait
+        answers = [first, await a, await b]
+        return answers, starts, shared.under_way
+
+    answers, starts, under_way = asyncio.run(go())
+    assert answers == [1, 2, 2]
+    assert starts[1] - starts[0] >= 0.29  # loop time: a timer never fires early by more
+    assert under_way == 0
