@@ -103,6 +103,30 @@ class LaneDriver:
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
 
+def test_the_refusal_asked_before_a_task_matches_what_the_slot_would_do() -> None:
+    """``refusal`` (the dispatcher asks it before making a task) says Overloaded exactly
+    when the connection's own share is full, and never for an idle or uncapped lane."""
+    async def scenario() -> list[object]:
+        lanes = LaneDriver(cap=1, queue=4)
+        seen: list[object] = [lanes.lane.refusal("flood")]  # idle
+        lanes.request("flood", "running")
+        for i in range(4):
+            lanes.request("flood", f"f{i}")
+        await lanes.settle()
+        refused = lanes.lane.refusal("flood")  # its 4 places are taken
+        seen += [type(refused).__name__, refused.data["lane"] if refused and refused.data else None,
+                 lanes.lane.refusal("steady")]  # a newcomer still has 2 places
+        lanes.request("flood", "f-more")
+        await lanes.settle()
+        seen.append("f-more" in lanes.refused)  # and the slot agrees
+        uncapped = LaneLimiter("local", LaneConfig(cap=0, queue=0, max_deadline=60))
+        seen.append(uncapped.refusal("anyone"))
+        await lanes.drain()
+        return seen
+
+    assert asyncio.run(scenario()) == [None, "Overloaded", "query", None, True, None]
+
+
 def test_a_flood_fills_its_own_share_and_the_other_connection_keeps_its_places() -> None:
     async def scenario() -> LaneDriver:
         lanes = LaneDriver(cap=1, queue=8)
@@ -244,7 +268,7 @@ def test_quick_query_answers_while_run_lane_is_saturated(
         assert lane["cap"] == cap and lane["queued"] == queued
         instance = conn.call("status")["instance_id"]
         assert wait_until(lambda: len(instance_containers(instance)) == cap, limit=60)
-        listed = conn.call("ps")
+        listed = conn.call("ps", {"all": True})  # as instance_containers: created ones too
         assert {c["id"][:12] for c in listed} >= set(instance_containers(instance))
         assert conn.call("images") and conn.call("ping") == "Pong"
         # The runs are all still pending: the queries did not wait for them.

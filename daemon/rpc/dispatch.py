@@ -144,6 +144,7 @@ class Dispatcher:
         """A Podman-bound method's entry: checks now, the work in a task (:meth:`run`)."""
         state, validate = self.state, spec.validate
         lane_config = state.config.lane(spec.lane)
+        lane = state.lanes[spec.lane.value]
         allowance = state.config.run_allowance
 
         def entry(request: Request, connection: Connection | None) -> Begun:
@@ -154,6 +155,10 @@ class Dispatcher:
                 params = validate(request.params)
             except RpcError as error:
                 return reject(request, error, connection)
+            refused = lane.refusal(connection)  # its share is full: no task for it
+            if refused is not None:  # (returned, not raised: a traceback makes a cycle)
+                state.counters.failed[spec.name] += 1
+                return reject(request, refused, connection)
             seconds = spec.deadline(params, allowance=allowance,
                                     maximum=lane_config.max_deadline)
             deadline = asyncio.get_running_loop().time() + seconds
@@ -174,10 +179,14 @@ class Dispatcher:
         ctx, params, request = prepared
         started = time.perf_counter()
         spec = ctx.spec
+        lane = self.state.lanes[spec.lane.value]
+        refused = lane.refusal(ctx.connection)  # as at begin(), now that earlier ones queued
+        if refused is not None:
+            return self._error(ctx, request, started, refused)
         try:
             try:
                 async with asyncio.timeout_at(ctx.deadline):
-                    async with self.state.lanes[spec.lane.value].slot(ctx.connection):
+                    async with lane.slot(ctx.connection):
                         result = await self.handlers[spec.name](ctx, params)
             except TimeoutError:
                 if ctx.cancel_reason is not None:

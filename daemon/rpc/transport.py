@@ -226,7 +226,22 @@ class Connection(asyncio.Protocol):
         task.add_done_callback(functools.partial(self._task_done, key, entry, prepared))
 
     def _start_batch(self, items: list[Request | BadRequest]) -> None:
-        task = asyncio.get_running_loop().create_task(self._run_batch(items))
+        """Each item takes the one request path now; only Podman-bound ones get tasks, and
+        the replies leave together, in one line, once the last is answered."""
+        begin = self.dispatcher.begin
+        answers: list[bytes | None] = []
+        calls: list[tuple[int, Prepared]] = []
+        for item in items:
+            begun = refuse(item, self) if type(item) is BadRequest else begin(
+                cast(Request, item), self)
+            if type(begun) is Prepared:
+                calls.append((len(answers), begun))
+                begun = None
+            answers.append(cast("bytes | None", begun))
+        if not calls:
+            self._send_batch(answers)
+            return
+        task = asyncio.get_running_loop().create_task(self._run_batch(answers, calls))
         self.session.started()  # its requests are tracked one by one, inside it
         task.add_done_callback(functools.partial(self._task_done, None, None, None))
 
@@ -235,27 +250,27 @@ class Connection(asyncio.Protocol):
         if reply is not None:
             self.send_line(reply)
 
-    async def _run_batch(self, items: list[Request | BadRequest]) -> None:
-        """Each item takes the one request path; the replies leave together, in one line."""
-        begin, session = self.dispatcher.begin, self.session
+    async def _run_batch(self, answers: list[bytes | None],
+                         calls: list[tuple[int, Prepared]]) -> None:
+        session = self.session
 
-        async def one(item: Request | BadRequest) -> bytes | None:
-            if isinstance(item, BadRequest):
-                return refuse(item, self)
-            begun = begin(item, self)
-            if not isinstance(begun, Prepared):
-                return begun
+        async def one(prepared: Prepared) -> bytes | None:
             task = asyncio.current_task()
             assert task is not None
-            key, entry = id_key(item.id), (task, begun.ctx)
+            key, entry = id_key(prepared.request.id), (task, prepared.ctx)
             session.track(key, entry)
             try:
-                return await self.dispatcher.run(begun)
+                return await self.dispatcher.run(prepared)
             finally:
                 session.untrack(key, entry)
 
-        lines = await asyncio.gather(*(asyncio.ensure_future(one(i)) for i in items))
-        answered = [embedded(line) for line in lines if line is not None]
+        lines = await asyncio.gather(*(asyncio.ensure_future(one(p)) for _, p in calls))
+        for (index, _), line in zip(calls, lines, strict=True):
+            answers[index] = line
+        self._send_batch(answers)
+
+    def _send_batch(self, answers: list[bytes | None]) -> None:
+        answered = [embedded(line) for line in answers if line is not None]
         if answered:
             self.send(answered)
 
