@@ -105,7 +105,6 @@ class HeapTrimmer:
             self._malloc_trim.argtypes = (ctypes.c_size_t,)
         self.interval = interval
         self.above = above
-        self.trims = 0  # how many times heap was given back
         self._floor = 0  # RSS after the last trim
         self._timer: asyncio.TimerHandle | None = None
 
@@ -120,7 +119,6 @@ class HeapTrimmer:
             return False
         self._malloc_trim(KEEP_FREE_BYTES)  # what the heap's top keeps anyway
         self._floor = rss_bytes()
-        self.trims += 1
         return True
 
     def start(self) -> None:
