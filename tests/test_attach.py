@@ -97,9 +97,13 @@ def test_stdout_and_stderr_exact(podman_service: PodmanService, busybox: str) ->
 def test_full_sink_drains_without_decoding(podman_service: PodmanService, busybox: str) -> None:
     """Past ``full`` the stream is read to its end but nothing more is fed."""
     sink = Sink(cap=1000)
+    # stderr passes the cap first, so the sink is full once stdout does too: had stderr
+    # come only after all of stdout, whether stdout was cut hung on the order conmon read
+    # its two pipes in (the last 64 KiB of stdout against stderr's first bytes).
+    script = ("yes x | head -c 2000 >&2; yes | head -c 3000000; "
+              "yes x | head -c 3000000 >&2")
     stream = asyncio.run(_attached_run(str(podman_service.socket_path), busybox,
-                                       ["sh", "-c", "yes | head -c 3000000; yes x | head -c 3000000 >&2"],
-                                       sink))
+                                       ["sh", "-c", script], sink))
     assert stream.bytes_read > 6_000_000  # every byte was read, so the container never blocked
     assert 1000 <= len(sink.data["stdout"]) < 3_000_000
     assert len(sink.data["stderr"]) >= 1000
