@@ -8,7 +8,7 @@ Example::
     max = 4                  # and at most this many
     ttl = 60                 # seconds a warm container may sit idle; a pool unused as long goes
     max_warm_total = 16      # warm containers over all pools, ready or starting
-    memory_budget = "1g"     # sum of their memory limits
+    memory_budget = "1g"     # sum of their memory limits (reactive pools: a fair share per uid)
     max_run_seconds = 60     # a claimed container's runs may last this long (conmon's backstop)
     fill_parallel = 2        # warm containers being created at once, over all pools
     launcher_binary = "/bin/busybox"   # static (busybox-static); bound read-only in each

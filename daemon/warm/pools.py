@@ -33,6 +33,7 @@ from podman_rpc.daemon.warm import launcher
 from podman_rpc.daemon.warm.config import WarmConfig
 from podman_rpc.daemon.warm.keys import ExecSpec, WarmSpec, eligible, exec_spec, spec_of
 from podman_rpc.daemon.warm.sentinel import Sentinel
+from podman_rpc.daemon.warm.shares import fill_plan
 from podman_rpc.protocol import methods as m
 from podman_rpc.protocol.errors import PolicyDenied, RpcError
 
@@ -241,17 +242,11 @@ class WarmPools:
             pool.show()
 
     def _fill(self) -> None:
-        now = time.time()
-        held = sum(len(p.ready) + p.starting for p in self.pools.values())
-        memory = sum((len(p.ready) + p.starting) * p.spec.memory for p in self.pools.values())
-        for pool in sorted(self.pools.values(), key=lambda p: len(p.ready) + p.starting):
-            while (len(pool.ready) + pool.starting < pool.target and pool.retry_after <= now
-                   and held < self.warm.max_warm_total
-                   and memory + pool.spec.memory <= self.warm.memory_budget):
-                pool.starting += 1
-                held += 1
-                memory += pool.spec.memory
-                self._spawn(self._create(pool))
+        """Start what the pools lack, within the budgets and each uid's share (``shares``)."""
+        for pool in fill_plan(self.pools.values(), self.warm, time.time()):
+            pool.starting += 1
+            self._spawn(self._create(pool))
+        for pool in self.pools.values():
             pool.show()
 
     async def _create(self, pool: Pool) -> None:
