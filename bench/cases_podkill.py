@@ -9,59 +9,14 @@ daemon's instance.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import time
-import uuid
 from pathlib import Path
 
 from bench.stats import Measurement, Ratio, absolute
 from tests.rig.daemon import DaemonProcess, RawConnection
-from tests.rig.podman import BUSYBOX_IMAGE, PodmanService, podman
-from tests.rig.procs import conmons_named, processes_in
+from tests.rig.podkill import kill_podman_under_runs
+from tests.rig.podman import PodmanService
 
 REAP_INTERVAL = 1.0
-
-
-def _labelled(instance: str) -> list[str]:
-    return podman("ps", "-a", "--filter", f"label=io.podman-rpc.instance={instance}",
-                  "--format", "{{.ID}}", check=False).stdout.split()
-
-
-def _cycle(daemon: DaemonProcess, own: PodmanService, instance: str, runs: int,
-           limit: float) -> tuple[float | None, int]:
-    """One kill-and-restart; (seconds to clean, or None past ``limit``; conmons seen)."""
-    prefix = f"podkill-{uuid.uuid4().hex[:8]}-"
-    connections = [RawConnection(daemon.socket_path) for _ in range(runs)]
-    seen: dict[int, str] = {}
-    try:
-        for index, connection in enumerate(connections):
-            connection.send({"jsonrpc": "2.0", "id": index, "method": "run",
-                             "params": {"image": BUSYBOX_IMAGE, "command": ["sleep", "120"],
-                                        "timeout": 120, "name": f"{prefix}{index}"}})
-        until = time.monotonic() + 60
-        while len(seen) < runs // 3 and time.monotonic() < until:
-            seen.update(conmons_named(prefix))
-            time.sleep(0.05)
-        own.kill()
-        seen.update(conmons_named(prefix))
-        time.sleep(2)
-        own.start()
-        restarted = time.monotonic()
-        seen.update(conmons_named(prefix))
-        ids = {cid for cid in seen.values() if cid}
-        while time.monotonic() - restarted < limit:
-            if not (conmons_named(prefix) or processes_in(ids) or _labelled(instance)):
-                return time.monotonic() - restarted, len(seen)
-            time.sleep(0.1)
-        return None, len(seen)
-    finally:
-        for connection in connections:
-            connection.close()
-        for pid in conmons_named(prefix):  # never leave a cycle's processes to the next one
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
 
 
 def podman_kill_cycles(directory: Path, cycles: int, runs: int) -> list[Measurement]:
@@ -75,13 +30,14 @@ def podman_kill_cycles(directory: Path, cycles: int, runs: int) -> list[Measurem
     try:
         with RawConnection(daemon.socket_path) as conn:
             instance = conn.call("status")["instance_id"]
-        results = [_cycle(daemon, own, instance, runs, limit + 10) for _ in range(cycles)]
+        results = [kill_podman_under_runs(daemon.socket_path, own, instance, runs, limit + 10)
+                   for _ in range(cycles)]
     finally:
         daemon.stop()
         own.stop()
-    samples = [took for took, _ in results if took is not None]
-    late = sum(1 for took, _ in results if took is None or took > limit)
-    seen = ", ".join(str(count) for _, count in results)
+    samples = [r.took for r in results if r.took is not None]
+    late = sum(1 for r in results if r.took is None or r.took > limit)
+    seen = ", ".join(str(r.seen) for r in results)
     return [Measurement("podkill", f"Podman SIGKILLed under {runs} runs, restarted 2 s later: "
                                    "restart -> no conmon, process or container left", samples,
                         note=f"{cycles} cycles, reap_interval {REAP_INTERVAL:g} s; conmons up "

@@ -7,9 +7,7 @@ do not depend on ``run``; the last one is the issue's end-to-end scenario
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -32,8 +30,8 @@ from podman_rpc.daemon.podman.labels import (
 )
 from podman_rpc.daemon.rpc.context import process_start_ticks
 from tests.rig.daemon import DaemonProcess
+from tests.rig.podkill import instance_containers, kill_podman_under_runs
 from tests.rig.podman import BUSYBOX_IMAGE, PodmanService, podman
-from tests.rig.procs import conmons_named, processes_in
 
 FAST_REAPER = "reap_interval = 0.3\n"
 
@@ -89,12 +87,6 @@ def remove(*names: str) -> None:
     if names:
         # --ignore: else one missing name stops the rest
         podman("rm", "-f", "--ignore", "-t", "0", *names, check=False)
-
-
-def instance_containers(instance: str) -> list[str]:
-    out = podman("ps", "-a", "--filter", f"label={INSTANCE}={instance}",
-                 "--format", "{{.ID}}").stdout
-    return out.split()
 
 
 # --- the decision, without Podman ------------------------------------------------------
@@ -257,46 +249,20 @@ def test_podman_sigkilled_mid_runs_leaves_no_process_or_container(
                          f"lanes = {{ run = {{ cap = {runs}, queue = {runs} }} }}\n", start=False)
     daemon.podman_socket = own.socket_path
     daemon.start()
-    prefix = f"podkill-{uuid.uuid4().hex[:8]}-"
-    connections = [daemon.connect() for _ in range(runs)]
-    seen: dict[int, str] = {}
     instance = ""
     try:
         with daemon.connect() as conn:
             instance = conn.call("status")["instance_id"]
-        for index, connection in enumerate(connections):
-            connection.send({"jsonrpc": "2.0", "id": index, "method": "run",
-                             "params": {"image": BUSYBOX_IMAGE, "command": ["sleep", "120"],
-                                        "timeout": 120, "name": f"{prefix}{index}"}})
-        # Kill while some runs are up and others are still being created or started.
-        assert wait_until(lambda: seen.update(conmons_named(prefix)) or len(seen) >= runs // 3,
-                          limit=60, step=0.05), (seen, daemon.log())
-        own.kill()
-        seen.update(conmons_named(prefix))
-        time.sleep(2)
-        own.start()
-        restarted = time.monotonic()
-        seen.update(conmons_named(prefix))
-        container_ids = {cid for cid in seen.values() if cid}
-
-        def clean() -> bool:
-            return not (conmons_named(prefix) or processes_in(container_ids)
-                        or instance_containers(instance))
-
-        done = wait_until(clean, limit=reap_interval + 5, step=0.2)
-        took = time.monotonic() - restarted
-        left = (conmons_named(prefix), processes_in(container_ids), instance_containers(instance))
+        outcome = kill_podman_under_runs(daemon.socket_path, own, instance, runs,
+                                         limit=reap_interval + 5)
         sweeps = daemon.log_path.read_text().count("killed leftover processes")
-        print(f"{len(seen)} conmons seen; clean {took:.1f} s after Podman restarted; left {left}; "
-              f"{sweeps} containers' leftover processes killed")
-        assert done, f"left after {took:.1f} s: {left}\n{daemon.log()}"
+        print(f"{outcome.seen} conmons seen; clean {outcome.took} s after Podman restarted; "
+              f"left {outcome.left}; {sweeps} containers' leftover processes killed")
+        # Killed while some runs were up and others were still being created or started.
+        assert outcome.seen >= runs // 3, (outcome, daemon.log())
+        assert outcome.took is not None, f"left: {outcome.left}\n{daemon.log()}"
     finally:
-        for connection in connections:
-            connection.close()
         daemon.stop()
-        for pid in conmons_named(prefix):  # never leave our runs' processes to the host
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
         if instance:
             remove(*instance_containers(instance))
         own.stop()
