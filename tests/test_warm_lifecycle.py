@@ -42,13 +42,19 @@ def test_an_idle_warm_container_expires_after_ttl_and_is_replaced(
         ready(conn, 1)
 
 
-def test_sigkill_then_restart_leaves_no_warm_container(
-        make_daemon: Callable[..., DaemonProcess]) -> None:
+def _two_warm(make_daemon: Callable[..., DaemonProcess]) -> tuple[DaemonProcess, str]:
+    """A daemon (reap_interval 1 s) with a static pool of two containers ready; its instance."""
     daemon = make_daemon("reap_interval = 1\n" + pool_config(2))
     with daemon.connect() as conn:
-        old = conn.call("status")["instance_id"]
+        instance = conn.call("status")["instance_id"]
         ready(conn, 2)
-    assert len(warm_ids(old)) == 2
+    assert len(warm_ids(instance)) == 2
+    return daemon, instance
+
+
+def test_sigkill_then_restart_leaves_no_warm_container(
+        make_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon, old = _two_warm(make_daemon)
     # As systemd kills a unit's whole cgroup: the sentinel child first, then the daemon.
     assert daemon.process is not None
     children = Path(f"/proc/{daemon.process.pid}/task/{daemon.process.pid}/children")
@@ -119,11 +125,7 @@ def test_another_peers_warm_container_is_never_claimed(
 def test_sigkill_without_restart_leaves_no_warm_container(
         make_daemon: Callable[..., DaemonProcess]) -> None:
     """Nobody restarts it: the sentinel, not a next daemon's reaper, removes them."""
-    daemon = make_daemon("reap_interval = 1\n" + pool_config(2))
-    with daemon.connect() as conn:
-        old = conn.call("status")["instance_id"]
-        ready(conn, 2)
-    assert len(warm_ids(old)) == 2
+    daemon, old = _two_warm(make_daemon)
     daemon.kill()
     started = time.monotonic()
     wait_for(lambda: not warm_ids(old), 1 + 5)
